@@ -1,0 +1,339 @@
+//! Reads articles to process: JSONL files, standard input, or a folder of `.txt`/`.md` files,
+//! streamed record by record. A bad record becomes an error item; the stream goes on.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// One input article. Unknown fields are kept so labels and notes can travel with it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Article {
+    pub id: String,
+    pub text: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lang: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Article {
+    pub fn document(&self) -> crate::encoder::Document<'_> {
+        crate::encoder::Document {
+            title: self.title.as_deref(),
+            text: &self.text,
+        }
+    }
+}
+
+/// A record that could not be read, with where it came from.
+#[derive(Debug, Clone, Serialize)]
+pub struct RecordError {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// `file:line` (JSONL) or the file path (folder input).
+    pub source: String,
+    pub line: Option<usize>,
+    pub error: String,
+}
+
+pub type InputItem = Result<Article, RecordError>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    #[error("cannot open input `{path}`: {source}; pass an existing JSONL file, a folder of .txt/.md files, or `-` for standard input")]
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot read input `{name}`: {source}")]
+    Read {
+        name: String,
+        source: std::io::Error,
+    },
+}
+
+/// Articles from `spec`: `-` (JSONL on stdin), a JSONL file, or a folder of text files.
+pub struct ArticleReader {
+    inner: Inner,
+    /// Bytes consumed so far and the total, when known (for progress).
+    pub bytes_read: u64,
+    pub total_bytes: Option<u64>,
+}
+
+enum Inner {
+    Jsonl {
+        name: String,
+        reader: Box<dyn BufRead>,
+        line: usize,
+        buf: Vec<u8>,
+    },
+    Folder {
+        root: PathBuf,
+        files: std::vec::IntoIter<PathBuf>,
+    },
+}
+
+impl ArticleReader {
+    pub fn open(spec: &str) -> Result<Self, InputError> {
+        if spec == "-" {
+            return Ok(Self::from_reader(
+                "<stdin>",
+                Box::new(std::io::stdin().lock()),
+                None,
+            ));
+        }
+        let path = Path::new(spec);
+        let open_err = |source| InputError::Open {
+            path: path.to_path_buf(),
+            source,
+        };
+        if path.is_dir() {
+            let mut files = Vec::new();
+            collect_text_files(path, &mut files).map_err(open_err)?;
+            files.sort();
+            let total = files
+                .iter()
+                .filter_map(|f| f.metadata().ok())
+                .map(|m| m.len())
+                .sum();
+            return Ok(Self {
+                inner: Inner::Folder {
+                    root: path.to_path_buf(),
+                    files: files.into_iter(),
+                },
+                bytes_read: 0,
+                total_bytes: Some(total),
+            });
+        }
+        let file = File::open(path).map_err(open_err)?;
+        let total = file.metadata().ok().map(|m| m.len());
+        Ok(Self::from_reader(
+            spec,
+            Box::new(BufReader::with_capacity(1 << 16, file)),
+            total,
+        ))
+    }
+
+    pub fn from_reader(name: &str, reader: Box<dyn BufRead>, total_bytes: Option<u64>) -> Self {
+        Self {
+            inner: Inner::Jsonl {
+                name: name.to_string(),
+                reader,
+                line: 0,
+                buf: Vec::new(),
+            },
+            bytes_read: 0,
+            total_bytes,
+        }
+    }
+
+    /// The next article or record error; `Err` only when the input itself cannot be read.
+    pub fn next_item(&mut self) -> Result<Option<InputItem>, InputError> {
+        match &mut self.inner {
+            Inner::Jsonl {
+                name,
+                reader,
+                line,
+                buf,
+            } => loop {
+                buf.clear();
+                let n = reader
+                    .read_until(b'\n', buf)
+                    .map_err(|source| InputError::Read {
+                        name: name.clone(),
+                        source,
+                    })?;
+                if n == 0 {
+                    return Ok(None);
+                }
+                self.bytes_read += n as u64;
+                *line += 1;
+                if buf.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                return Ok(Some(parse_jsonl_record(buf, name, *line)));
+            },
+            Inner::Folder { root, files } => {
+                let Some(path) = files.next() else {
+                    return Ok(None);
+                };
+                let rel = path.strip_prefix(&*root).unwrap_or(&path);
+                let id = rel.with_extension("").to_string_lossy().replace('\\', "/");
+                let mut bytes = Vec::new();
+                let read = File::open(&path).and_then(|mut f| f.read_to_end(&mut bytes));
+                self.bytes_read += bytes.len() as u64;
+                let source = path.display().to_string();
+                let fail = |error: String| RecordError {
+                    id: Some(id.clone()),
+                    source: source.clone(),
+                    line: None,
+                    error,
+                };
+                Ok(Some(match read {
+                    Err(e) => Err(fail(format!("cannot read `{source}`: {e}"))),
+                    Ok(_) => match String::from_utf8(bytes) {
+                        Err(e) => Err(fail(format!(
+                            "`{source}` is not valid UTF-8 (byte {}); re-save it as UTF-8",
+                            e.utf8_error().valid_up_to()
+                        ))),
+                        Ok(text) => validate(Article {
+                            id: id.clone(),
+                            text,
+                            title: None,
+                            lang: None,
+                            url: None,
+                            extra: Default::default(),
+                        })
+                        .map_err(fail),
+                    },
+                }))
+            }
+        }
+    }
+}
+
+impl Iterator for ArticleReader {
+    type Item = Result<InputItem, InputError>;
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_item().transpose()
+    }
+}
+
+fn collect_text_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            collect_text_files(&path, out)?;
+        } else if matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("txt") | Some("md")
+        ) {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+fn parse_jsonl_record(bytes: &[u8], name: &str, line: usize) -> InputItem {
+    let fail = |id: Option<String>, error: String| RecordError {
+        id,
+        source: format!("{name}:{line}"),
+        line: Some(line),
+        error,
+    };
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        fail(
+            None,
+            format!(
+                "line {line} of `{name}` is not valid UTF-8 (byte {}); re-encode the file as UTF-8",
+                e.valid_up_to()
+            ),
+        )
+    })?;
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+        fail(
+            None,
+            format!("line {line} of `{name}` is not valid JSON ({e}); each line must be one JSON object"),
+        )
+    })?;
+    let id = value.get("id").and_then(|v| match v {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    });
+    let mut value = value;
+    if let Some(id) = &id {
+        // Numeric ids are accepted and kept as strings.
+        value["id"] = serde_json::Value::String(id.clone());
+    }
+    let article: Article = serde_json::from_value(value).map_err(|e| {
+        fail(
+            id.clone(),
+            format!("line {line} of `{name}`: {e}; a record needs string fields `id` and `text` (optional `title`, `lang`, `url`)"),
+        )
+    })?;
+    validate(article).map_err(|e| fail(id, format!("line {line} of `{name}`: {e}")))
+}
+
+fn validate(article: Article) -> Result<Article, String> {
+    if article.id.trim().is_empty() {
+        return Err("`id` is empty; give every record a unique id".into());
+    }
+    let has_title = article
+        .title
+        .as_deref()
+        .is_some_and(|t| !t.trim().is_empty());
+    if article.text.trim().is_empty() && !has_title {
+        return Err(format!(
+            "record `{}` has an empty `text` and no `title`; there is nothing to read",
+            article.id
+        ));
+    }
+    Ok(article)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_all(input: &str) -> Vec<InputItem> {
+        let reader = ArticleReader::from_reader(
+            "t.jsonl",
+            Box::new(std::io::Cursor::new(input.as_bytes().to_vec())),
+            None,
+        );
+        reader.map(|r| r.unwrap()).collect()
+    }
+
+    #[test]
+    fn bad_lines_become_errors_with_line_numbers_and_the_rest_are_read() {
+        let items = read_all(
+            "{\"id\":\"a\",\"text\":\"one\"}\n\nnot json\n{\"id\":7,\"text\":\"two\",\"label\":\"x\"}\n{\"id\":\"c\"}\n{\"id\":\"d\",\"text\":\"  \"}\n",
+        );
+        assert_eq!(items.len(), 5);
+        assert_eq!(items[0].as_ref().unwrap().id, "a");
+        let bad = items[1].as_ref().unwrap_err();
+        assert_eq!(bad.line, Some(3));
+        assert!(bad.error.contains("not valid JSON"), "{}", bad.error);
+        let numeric = items[2].as_ref().unwrap();
+        assert_eq!(numeric.id, "7");
+        assert_eq!(numeric.extra["label"], "x");
+        let missing = items[3].as_ref().unwrap_err();
+        assert_eq!((missing.line, missing.id.as_deref()), (Some(5), Some("c")));
+        assert!(missing.error.contains("`text`"), "{}", missing.error);
+        assert!(items[4]
+            .as_ref()
+            .unwrap_err()
+            .error
+            .contains("empty `text`"));
+    }
+
+    #[test]
+    fn invalid_utf8_is_reported_not_fatal() {
+        let mut bytes = b"{\"id\":\"a\",\"text\":\"\xff\"}\n".to_vec();
+        bytes.extend_from_slice(b"{\"id\":\"b\",\"text\":\"ok\"}\n");
+        let reader = ArticleReader::from_reader("t", Box::new(std::io::Cursor::new(bytes)), None);
+        let items: Vec<_> = reader.map(|r| r.unwrap()).collect();
+        assert!(items[0].as_ref().unwrap_err().error.contains("UTF-8"));
+        assert_eq!(items[1].as_ref().unwrap().id, "b");
+    }
+
+    #[test]
+    fn folder_input_reads_text_files_in_name_order() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("b.md"), "# B\nbody").unwrap();
+        std::fs::write(dir.path().join("a.txt"), "alpha").unwrap();
+        std::fs::write(dir.path().join("sub/c.txt"), "gamma").unwrap();
+        std::fs::write(dir.path().join("skip.json"), "{}").unwrap();
+        let reader = ArticleReader::open(dir.path().to_str().unwrap()).unwrap();
+        let ids: Vec<String> = reader.map(|r| r.unwrap().unwrap().id).collect();
+        assert_eq!(ids, ["a", "b", "sub/c"]);
+    }
+}

@@ -1,0 +1,8 @@
+//! spyglass: tags news articles in any major language with security topics.
+
+pub mod cli;
+pub mod commands;
+pub mod encoder;
+pub mod input;
+pub mod output;
+pub mod progress;

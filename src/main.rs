@@ -1,0 +1,39 @@
+//! The `spyglass` binary: parse arguments, run the command, map the result to an exit code
+//! (0 ok, 1 a failed quality gate, 2 an error).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use spyglass::cli::{Cli, Command, DataCommand};
+use spyglass::commands::{self, Outcome};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(threads) = cli.threads {
+        // candle's CPU kernels size their thread pool from this variable on first use.
+        std::env::set_var("RAYON_NUM_THREADS", threads.max(1).to_string());
+    }
+    let result = match &cli.command {
+        Command::Embed(args) => commands::embed::run(args),
+        Command::Data(DataCommand::Check(args)) => commands::data::check(args),
+    };
+    match result {
+        Ok(Outcome::Ok) => ExitCode::SUCCESS,
+        Ok(Outcome::GateFailed) => ExitCode::from(1),
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// A closed downstream pipe (`spyglass ... | head`) is a normal way to stop reading.
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+            || cause.to_string().contains("Broken pipe")
+    })
+}

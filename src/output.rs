@@ -1,0 +1,155 @@
+//! Writes command output: standard output, or a file replaced atomically (temp file + rename),
+//! so an interrupted run never leaves a half-written file behind.
+
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    #[error("cannot create output next to `{path}`: {source}; check that the folder exists and is writable")]
+    Create {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write output `{path}`: {source}")]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot move finished output into place at `{path}`: {source}")]
+    Persist {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// A destination for lines of output. Call [`Output::finish`] to publish a file; dropping it
+/// unfinished deletes the temporary file and leaves any existing output untouched.
+pub struct Output {
+    sink: Sink,
+    name: String,
+}
+
+enum Sink {
+    Stdout(BufWriter<std::io::Stdout>),
+    File {
+        writer: BufWriter<tempfile::NamedTempFile>,
+        target: PathBuf,
+    },
+}
+
+impl Output {
+    /// `-` is standard output; anything else a file path.
+    pub fn create(spec: &str) -> Result<Self, OutputError> {
+        if spec == "-" {
+            return Ok(Self {
+                sink: Sink::Stdout(BufWriter::new(std::io::stdout())),
+                name: "<stdout>".into(),
+            });
+        }
+        let target = PathBuf::from(spec);
+        let dir = match target.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let temp = tempfile::Builder::new()
+            .prefix(".spyglass-")
+            .suffix(".partial")
+            .tempfile_in(&dir)
+            .map_err(|source| OutputError::Create {
+                path: target.clone(),
+                source,
+            })?;
+        Ok(Self {
+            sink: Sink::File {
+                writer: BufWriter::with_capacity(1 << 16, temp),
+                target,
+            },
+            name: spec.to_string(),
+        })
+    }
+
+    pub fn writer(&mut self) -> &mut dyn Write {
+        match &mut self.sink {
+            Sink::Stdout(w) => w,
+            Sink::File { writer, .. } => writer,
+        }
+    }
+
+    /// Writes one value as a JSON line.
+    pub fn write_json<T: serde::Serialize>(&mut self, value: &T) -> Result<(), OutputError> {
+        let name = self.name.clone();
+        let w = self.writer();
+        serde_json::to_writer(&mut *w, value)
+            .map_err(std::io::Error::from)
+            .and_then(|_| w.write_all(b"\n"))
+            .map_err(|source| OutputError::Write { path: name, source })
+    }
+
+    pub fn write_str(&mut self, text: &str) -> Result<(), OutputError> {
+        let name = self.name.clone();
+        self.writer()
+            .write_all(text.as_bytes())
+            .map_err(|source| OutputError::Write { path: name, source })
+    }
+
+    /// Flushes and, for files, renames the finished temporary file over the target.
+    pub fn finish(self) -> Result<(), OutputError> {
+        match self.sink {
+            Sink::Stdout(mut w) => w.flush().map_err(|source| OutputError::Write {
+                path: self.name,
+                source,
+            }),
+            Sink::File { writer, target } => {
+                let temp = writer.into_inner().map_err(|e| OutputError::Write {
+                    path: self.name.clone(),
+                    source: e.into_error(),
+                })?;
+                temp.as_file()
+                    .sync_all()
+                    .map_err(|source| OutputError::Write {
+                        path: self.name.clone(),
+                        source,
+                    })?;
+                temp.persist(&target).map_err(|e| OutputError::Persist {
+                    path: target.clone(),
+                    source: e.error,
+                })?;
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Writes `contents` to `path` atomically (temp file in the same folder, then rename).
+pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), OutputError> {
+    let mut out = Output::create(&path.to_string_lossy())?;
+    let name = path.display().to_string();
+    out.writer()
+        .write_all(contents)
+        .map_err(|source| OutputError::Write { path: name, source })?;
+    out.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unfinished_output_leaves_old_file_and_no_temp() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("out.jsonl");
+        std::fs::write(&target, "old\n").unwrap();
+        {
+            let mut out = Output::create(target.to_str().unwrap()).unwrap();
+            out.write_str("new partial").unwrap();
+            // dropped without finish(), as when a run fails midway
+        }
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "old\n");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        let mut out = Output::create(target.to_str().unwrap()).unwrap();
+        out.write_json(&serde_json::json!({"a": 1})).unwrap();
+        out.finish().unwrap();
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "{\"a\":1}\n");
+    }
+}

@@ -1,0 +1,125 @@
+//! The encoder against PyTorch `transformers` reference outputs for the shared multilingual-e5-small.
+
+use std::path::Path;
+
+use spyglass::encoder::{default_device, Document, Encoder, EncoderSource, WindowOverrides};
+
+const MODEL_DIR: &str = "../shared/models/multilingual-e5-small";
+const FIXTURE: &str = "../shared/fixtures/me5_reference.jsonl";
+/// Cosine the candle f32 path must reach against the f32 PyTorch reference for every entry.
+const MIN_COSINE: f32 = 0.9999;
+
+fn load_encoder() -> Encoder {
+    let files = EncoderSource {
+        id_or_dir: MODEL_DIR.into(),
+        revision: "main".into(),
+        offline: true,
+        cache_dir: "/nonexistent".into(),
+    }
+    .resolve()
+    .expect("shared encoder folder resolves");
+    Encoder::load(files, WindowOverrides::default(), &default_device()).expect("encoder loads")
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let nb: f32 = b.iter().map(|x| x * x).sum::<f32>().sqrt();
+    dot / (na * nb)
+}
+
+#[test]
+fn token_ids_and_embeddings_match_pytorch_reference() {
+    assert!(Path::new(MODEL_DIR).is_dir(), "missing {MODEL_DIR}");
+    let encoder = load_encoder();
+    let prefix = encoder.settings().prefix.clone();
+    assert_eq!(prefix, "passage: ");
+    let mut texts = Vec::new();
+    let mut expected = Vec::new();
+    for line in std::fs::read_to_string(FIXTURE).unwrap().lines() {
+        let row: serde_json::Value = serde_json::from_str(line).unwrap();
+        let input = row["input"].as_str().unwrap();
+        let text = input
+            .strip_prefix(&prefix)
+            .expect("fixture inputs carry the prefix");
+        let ids: Vec<u32> = serde_json::from_value(row["input_ids"].clone()).unwrap();
+        let embedding: Vec<f32> = serde_json::from_value(row["embedding"].clone()).unwrap();
+        texts.push(text.to_string());
+        expected.push((ids, embedding));
+    }
+    assert!(texts.len() >= 19);
+    // Each reference is the first (truncated) window of its input; embed all in shared batches.
+    let windows: Vec<Vec<u32>> = texts
+        .iter()
+        .map(|t| encoder.reference_ids(t).unwrap())
+        .collect();
+    let refs: Vec<&[u32]> = windows.iter().map(Vec::as_slice).collect();
+    let vectors = encoder.embed_windows(&refs, 4).unwrap();
+    let mut worst = f32::MAX;
+    for (i, ((ids, reference), (got_ids, got))) in expected
+        .iter()
+        .zip(windows.iter().zip(&vectors))
+        .enumerate()
+    {
+        assert_eq!(
+            got_ids, ids,
+            "token ids differ for entry {i}: {:?}",
+            texts[i]
+        );
+        let cos = cosine(got, reference);
+        worst = worst.min(cos);
+        assert!(
+            cos >= MIN_COSINE,
+            "entry {i} cosine {cos} < {MIN_COSINE}: {:?}",
+            texts[i]
+        );
+    }
+    eprintln!(
+        "{} reference entries, lowest cosine {worst:.6}",
+        expected.len()
+    );
+}
+
+#[test]
+fn long_article_windows_cover_text_and_embed_in_input_order() {
+    let encoder = load_encoder();
+    let sentence = "Prosecutors say the engineer copied wafer recipes before joining a rival. ";
+    let long = sentence.repeat(120); // ~1,800 tokens
+    let docs = [
+        Document {
+            title: Some("Chip secrets case"),
+            text: &long,
+        },
+        Document {
+            title: None,
+            text: "Short note about football.",
+        },
+        Document {
+            title: None,
+            text: &long[..400],
+        },
+    ];
+    let batched = encoder.embed(&docs, 3).unwrap();
+    let single: Vec<_> = docs
+        .iter()
+        .map(|d| encoder.embed(&[*d], 1).unwrap().remove(0))
+        .collect();
+    for (a, b) in batched.iter().zip(&single) {
+        assert!(
+            cosine(&a.embedding, &b.embedding) > 0.99999,
+            "batching changed a result"
+        );
+    }
+    let windows = &batched[0].windows;
+    assert!(windows.len() >= 4, "{} windows", windows.len());
+    assert_eq!(windows[0].span.start, 0);
+    assert_eq!(windows.last().unwrap().span.end, long.chars().count() - 1); // trailing space trimmed
+    for pair in windows.windows(2) {
+        assert!(
+            pair[1].span.start < pair[0].span.end,
+            "windows overlap in text"
+        );
+    }
+    assert!(windows.iter().all(|w| w.tokens <= 512));
+    assert_eq!(batched[1].windows.len(), 1);
+}
