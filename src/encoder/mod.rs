@@ -94,9 +94,15 @@ pub struct ArticleEmbedding {
 /// A loaded encoder: model, tokenizer and the settings it embeds with.
 pub struct Encoder {
     model: BertEncoder,
-    tokenizer: Tokenizer,
+    tokenizer: ArticleTokenizer,
     config: Config,
     files: EncoderFiles,
+}
+
+/// Turns articles into encoder windows: the tokenizer plus prefix and window settings. Loads
+/// without the weights, so data tools can count tokens cheaply.
+pub struct ArticleTokenizer {
+    tokenizer: Tokenizer,
     settings: EncoderSettings,
     window: WindowConfig,
     /// Prefix tokens (without special tokens) and the ids of the special tokens around inputs.
@@ -118,22 +124,13 @@ pub const DEFAULT_OVERLAP: usize = 64;
 /// Default cap on windows per article (about 16k tokens for 512-token models).
 pub const DEFAULT_MAX_WINDOWS: usize = 32;
 
-impl Encoder {
+impl ArticleTokenizer {
+    /// Loads the tokenizer of resolved encoder files; `max_input_tokens` is the model's limit.
     pub fn load(
-        files: EncoderFiles,
+        files: &EncoderFiles,
         windows: WindowOverrides,
-        device: &Device,
+        max_input_tokens: usize,
     ) -> Result<Self, EncoderError> {
-        let config_text =
-            std::fs::read_to_string(&files.config).map_err(|e| EncoderError::Config {
-                path: files.config.display().to_string(),
-                reason: e.to_string(),
-            })?;
-        let config: Config =
-            serde_json::from_str(&config_text).map_err(|e| EncoderError::Config {
-                path: files.config.display().to_string(),
-                reason: e.to_string(),
-            })?;
         let mut tokenizer =
             Tokenizer::from_file(&files.tokenizer).map_err(|e| EncoderError::Tokenizer {
                 path: files.tokenizer.display().to_string(),
@@ -144,32 +141,19 @@ impl Encoder {
             .with_truncation(None)
             .map_err(|e| EncoderError::Tokenize(e.to_string()))?;
         tokenizer.with_padding(None);
-        let settings = EncoderSettings::for_encoder(&files)?;
-        // SAFETY: the weight files are memory-mapped read-only; spyglass never writes to them.
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files.weights, DType::F32, device) }
-            .map_err(|source| EncoderError::Weights {
-                paths: describe_paths(&files.weights),
-                source,
-            })?;
-        let model = BertEncoder::load(vb, &config).map_err(|source| EncoderError::Weights {
-            paths: describe_paths(&files.weights),
-            source,
-        })?;
+        let settings = EncoderSettings::for_encoder(files)?;
         let (prefix_ids, cls_id, sep_id) = special_ids(&tokenizer, &settings.prefix)?;
         let window = WindowConfig {
             max_tokens: windows
                 .max_tokens
-                .unwrap_or(config.max_input_tokens())
-                .min(config.max_input_tokens()),
+                .unwrap_or(max_input_tokens)
+                .min(max_input_tokens),
             overlap: windows.overlap.unwrap_or(DEFAULT_OVERLAP),
             max_windows: windows.max_windows.unwrap_or(DEFAULT_MAX_WINDOWS),
         };
         window.budget(prefix_ids.len() + 2)?;
         Ok(Self {
-            model,
             tokenizer,
-            config,
-            files,
             settings,
             window,
             prefix_ids,
@@ -178,22 +162,25 @@ impl Encoder {
         })
     }
 
-    pub fn files(&self) -> &EncoderFiles {
-        &self.files
+    /// Loads the tokenizer and reads the model's input limit from `config.json`.
+    pub fn for_files(files: &EncoderFiles, windows: WindowOverrides) -> Result<Self, EncoderError> {
+        let config = read_config(files)?;
+        Self::load(files, windows, config.max_input_tokens())
     }
+
     pub fn settings(&self) -> &EncoderSettings {
         &self.settings
     }
+
     pub fn window_config(&self) -> WindowConfig {
         self.window
     }
-    pub fn config(&self) -> &Config {
-        &self.config
-    }
-    pub fn hidden_size(&self) -> usize {
-        self.config.hidden_size
-    }
 
+    /// Encoder input tokens of the whole article as one sequence, before windowing (special and
+    /// prefix tokens included): what a truncating tokenizer would see.
+    pub fn count_tokens(&self, doc: Document<'_>) -> Result<usize, EncoderError> {
+        Ok(self.tokenize(doc)?.content_tokens + self.prefix_ids.len() + 2)
+    }
     /// Token ids of `prefix + text` exactly as Python `transformers` gives them for one input
     /// truncated to the model's length (the reference check uses this).
     pub fn reference_ids(&self, text: &str) -> Result<Vec<u32>, EncoderError> {
@@ -278,6 +265,61 @@ impl Encoder {
             truncated,
         })
     }
+}
+
+impl Encoder {
+    pub fn load(
+        files: EncoderFiles,
+        windows: WindowOverrides,
+        device: &Device,
+    ) -> Result<Self, EncoderError> {
+        let config = read_config(&files)?;
+        let tokenizer = ArticleTokenizer::load(&files, windows, config.max_input_tokens())?;
+        // SAFETY: the weight files are memory-mapped read-only; spyglass never writes to them.
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files.weights, DType::F32, device) }
+            .map_err(|source| EncoderError::Weights {
+                paths: describe_paths(&files.weights),
+                source,
+            })?;
+        let model = BertEncoder::load(vb, &config).map_err(|source| EncoderError::Weights {
+            paths: describe_paths(&files.weights),
+            source,
+        })?;
+        Ok(Self {
+            model,
+            tokenizer,
+            config,
+            files,
+        })
+    }
+
+    pub fn tokenizer(&self) -> &ArticleTokenizer {
+        &self.tokenizer
+    }
+
+    pub fn tokenize(&self, doc: Document<'_>) -> Result<TokenizedArticle, EncoderError> {
+        self.tokenizer.tokenize(doc)
+    }
+
+    pub fn reference_ids(&self, text: &str) -> Result<Vec<u32>, EncoderError> {
+        self.tokenizer.reference_ids(text)
+    }
+
+    pub fn files(&self) -> &EncoderFiles {
+        &self.files
+    }
+    pub fn settings(&self) -> &EncoderSettings {
+        &self.tokenizer.settings
+    }
+    pub fn window_config(&self) -> WindowConfig {
+        self.tokenizer.window
+    }
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+    pub fn hidden_size(&self) -> usize {
+        self.config.hidden_size
+    }
 
     /// Embeds many windows at once: sorted by length into batches of at most `batch_size`, so
     /// that padding is minimal; results come back in input order, L2-normalised.
@@ -321,7 +363,7 @@ impl Encoder {
         let hidden = self
             .model
             .forward(&ids, if padded { Some(&mask) } else { None })?;
-        let pooled = match self.settings.pooling {
+        let pooled = match self.tokenizer.settings.pooling {
             Pooling::Mean => bert::mean_pool(&hidden, &mask)?,
             Pooling::Cls => hidden.narrow(1, 0, 1)?.squeeze(1)?,
         };
@@ -394,6 +436,15 @@ pub fn length_batches(sorted_desc: &[usize], batch_size: usize) -> Vec<usize> {
         ends.push(sorted_desc.len());
     }
     ends
+}
+
+fn read_config(files: &EncoderFiles) -> Result<Config, EncoderError> {
+    let err = |reason: String| EncoderError::Config {
+        path: files.config.display().to_string(),
+        reason,
+    };
+    let text = std::fs::read_to_string(&files.config).map_err(|e| err(e.to_string()))?;
+    serde_json::from_str(&text).map_err(|e| err(e.to_string()))
 }
 
 /// The mean of unit vectors, L2-normalised (the article embedding).

@@ -1,9 +1,9 @@
 //! Splits a tokenized article into overlapping windows that each fit the encoder.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// How an article longer than the encoder's input is cut into windows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WindowConfig {
     /// Longest encoder input, special tokens and prefix included.
     pub max_tokens: usize,
