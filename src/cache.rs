@@ -308,7 +308,13 @@ pub enum CachedEncoderError {
     #[error(transparent)]
     Cache(#[from] CacheError),
     #[error(transparent)]
-    Encoder(#[from] EncoderError),
+    Encoder(Box<EncoderError>),
+}
+
+impl From<EncoderError> for CachedEncoderError {
+    fn from(e: EncoderError) -> Self {
+        Self::Encoder(Box::new(e))
+    }
 }
 
 impl CachedEncoder {
