@@ -29,6 +29,107 @@ pub enum Command {
     /// Check labelled data files.
     #[command(subcommand)]
     Data(DataCommand),
+    /// Train a classification head on labelled data and write a model bundle.
+    Train(TrainArgs),
+    /// Label articles with topics, calibrated scores and evidence.
+    Label(LabelArgs),
+    /// Poll RSS/Atom/JSON feeds and rank the new articles that matter.
+    Triage(TriageArgs),
+}
+
+/// The embedding cache shared by commands that embed labelled or repeated text.
+#[derive(Debug, Args, Clone)]
+pub struct CacheArgs {
+    /// Embedding cache file [default: $XDG_CACHE_HOME/spyglass/embeddings.sqlite].
+    #[arg(long, env = "SPYGLASS_CACHE")]
+    pub cache: Option<PathBuf>,
+    /// Embed everything afresh and store nothing.
+    #[arg(long)]
+    pub no_cache: bool,
+}
+
+/// Which classifier scores the articles.
+#[derive(Debug, Args, Clone)]
+pub struct ModelArgs {
+    /// Model bundle folder made by `spyglass train`.
+    #[arg(long, default_value = "models/default", conflicts_with = "zero_shot")]
+    pub model: PathBuf,
+    /// Score with the zero-shot head built from the taxonomy's descriptions (no bundle).
+    #[arg(long)]
+    pub zero_shot: bool,
+    /// Topic taxonomy.
+    #[arg(long, default_value = "labels/taxonomy.toml")]
+    pub taxonomy: PathBuf,
+    /// Use the bundle even if the encoder's weights differ from those it was trained with.
+    #[arg(long)]
+    pub allow_encoder_mismatch: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum HeadKind {
+    /// Linear head trained on the article features (one sigmoid per topic).
+    Linear,
+    /// Zero-shot head from the taxonomy's descriptions, calibrated on the dev split.
+    ZeroShot,
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Training articles (labelled JSONL).
+    #[arg(long, default_value = "eval/data/train.jsonl")]
+    pub train: PathBuf,
+    /// Dev articles: early stopping, calibration and thresholds.
+    #[arg(long, default_value = "eval/data/dev.jsonl")]
+    pub dev: PathBuf,
+    /// Bundle folder to write.
+    #[arg(long, short, default_value = "models/default")]
+    pub output: PathBuf,
+    /// Bundle name recorded in the manifest [default: the output folder's name].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Bundle version recorded in the manifest and in every label record.
+    #[arg(long, default_value = "1.0.0")]
+    pub version: String,
+    #[arg(long, value_enum, default_value_t = HeadKind::Linear)]
+    pub head: HeadKind,
+    #[arg(long, default_value = "labels/taxonomy.toml")]
+    pub taxonomy: PathBuf,
+    #[arg(long, default_value_t = 3e-3)]
+    pub learning_rate: f64,
+    #[arg(long, default_value_t = 0.05)]
+    pub weight_decay: f64,
+    #[arg(long, default_value_t = 600)]
+    pub max_epochs: usize,
+    /// Epochs without a lower dev loss before stopping.
+    #[arg(long, default_value_t = 50)]
+    pub patience: usize,
+    #[command(flatten)]
+    pub encoder: EncoderArgs,
+    #[command(flatten)]
+    pub cache: CacheArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct LabelArgs {
+    /// Articles: a JSONL file (id, text, optional title/lang/url), a folder of .txt/.md files,
+    /// or `-` for standard input.
+    #[arg(long, short)]
+    pub input: String,
+    /// Where to write JSONL results (`-` for standard output). Written atomically.
+    #[arg(long, short, default_value = "-")]
+    pub output: String,
+    /// Assign only topics whose probability is at least this, on top of each topic's threshold.
+    #[arg(long, default_value_t = 0.0)]
+    pub min_score: f32,
+    /// Report only these topics (comma-separated ids).
+    #[arg(long, value_delimiter = ',')]
+    pub topics: Vec<String>,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub encoder: EncoderArgs,
+    #[command(flatten)]
+    pub cache: CacheArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -55,11 +156,12 @@ pub struct DataCheckArgs {
 pub struct EncoderArgs {
     /// Encoder: a local folder (config.json, tokenizer.json, model.safetensors) or a Hugging Face
     /// Hub id. Overrides the encoder a model bundle names.
-    #[arg(long, env = "SPYGLASS_ENCODER", default_value = DEFAULT_ENCODER)]
-    pub encoder: String,
-    /// Hub revision (branch, tag or commit) of the encoder.
-    #[arg(long, default_value = "main")]
-    pub revision: String,
+    /// [default: the model bundle's encoder, else intfloat/multilingual-e5-small]
+    #[arg(long, env = "SPYGLASS_ENCODER")]
+    pub encoder: Option<String>,
+    /// Hub revision (branch, tag or commit) of the encoder [default: main].
+    #[arg(long)]
+    pub revision: Option<String>,
     /// Use only the local Hugging Face cache; never touch the network.
     #[arg(long, env = "HF_HUB_OFFLINE")]
     pub offline: bool,
@@ -78,13 +180,32 @@ pub struct EncoderArgs {
 }
 
 impl EncoderArgs {
+    /// The encoder named by `--encoder`, else the default one.
     pub fn source(&self) -> EncoderSource {
+        self.source_or(DEFAULT_ENCODER, "main")
+    }
+
+    /// The encoder named by `--encoder`, else `id` at `revision` (e.g. a bundle's encoder).
+    pub fn source_or(&self, id: &str, revision: &str) -> EncoderSource {
+        let explicit = self.encoder.is_some();
         EncoderSource {
-            id_or_dir: self.encoder.clone(),
-            revision: self.revision.clone(),
+            id_or_dir: self.encoder.clone().unwrap_or_else(|| id.to_string()),
+            revision: self.revision.clone().unwrap_or_else(|| {
+                if explicit {
+                    "main".into()
+                } else {
+                    revision.to_string()
+                }
+            }),
             offline: self.offline,
             cache_dir: EncoderSource::default_cache_dir(),
         }
+    }
+
+    pub fn name(&self) -> String {
+        self.encoder
+            .clone()
+            .unwrap_or_else(|| DEFAULT_ENCODER.to_string())
     }
 
     pub fn windows(&self) -> WindowOverrides {
@@ -110,4 +231,24 @@ pub struct EmbedArgs {
     pub no_window_embeddings: bool,
     #[command(flatten)]
     pub encoder: EncoderArgs,
+}
+
+/// `spyglass triage` flags (owned by the feed-triage module; see src/triage/).
+#[derive(Debug, Args)]
+pub struct TriageArgs {
+    /// A feed URL or a local feed file; repeatable.
+    #[arg(long = "feed")]
+    pub feeds: Vec<String>,
+    /// A file listing feeds, one URL or path per line (`#` starts a comment).
+    #[arg(long)]
+    pub feeds_file: Option<PathBuf>,
+    /// Where to write the ranked items (`-` for standard output). Written atomically.
+    #[arg(long, short, default_value = "-")]
+    pub output: String,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub encoder: EncoderArgs,
+    #[command(flatten)]
+    pub cache: CacheArgs,
 }

@@ -16,6 +16,9 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Embed(args) => commands::embed::run(args),
         Command::Data(DataCommand::Check(args)) => commands::data::check(args),
+        Command::Train(args) => commands::train::run(args),
+        Command::Label(args) => commands::label::run(args),
+        Command::Triage(args) => commands::triage::run(args),
     };
     match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,

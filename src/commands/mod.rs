@@ -2,6 +2,10 @@
 
 pub mod data;
 pub mod embed;
+pub mod label;
+pub mod model;
+pub mod train;
+pub mod triage;
 
 use anyhow::Context;
 
@@ -21,7 +25,7 @@ pub fn load_encoder(args: &EncoderArgs) -> anyhow::Result<Encoder> {
     let files = args
         .source()
         .resolve()
-        .with_context(|| format!("cannot find encoder `{}`", args.encoder))?;
+        .with_context(|| format!("cannot find encoder `{}`", args.name()))?;
     Encoder::load(files, args.windows(), &default_device())
-        .with_context(|| format!("cannot load encoder `{}`", args.encoder))
+        .with_context(|| format!("cannot load encoder `{}`", args.name()))
 }

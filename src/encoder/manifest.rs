@@ -24,6 +24,8 @@ pub enum Pooling {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EncoderSettings {
     pub prefix: String,
+    /// Put before short queries such as the zero-shot head's topic descriptions.
+    pub query_prefix: String,
     pub pooling: Pooling,
 }
 
@@ -37,6 +39,8 @@ struct ManifestEntry {
     id: String,
     #[serde(default)]
     prefix: String,
+    #[serde(default)]
+    query_prefix: String,
     pooling: Pooling,
 }
 
@@ -58,6 +62,19 @@ fn parse(text: &str, path: &str) -> Result<Vec<ManifestEntry>, ManifestError> {
 }
 
 impl EncoderSettings {
+    /// The Hub id of the built-in manifest entry these files match (by id or folder name).
+    pub fn known_id(files: &EncoderFiles) -> Option<String> {
+        let entries = parse(BUILTIN_MANIFEST, "models/encoders.toml (built in)").ok()?;
+        let folder_name = Path::new(&files.id)
+            .file_name()?
+            .to_string_lossy()
+            .into_owned();
+        entries
+            .into_iter()
+            .find(|e| e.id == files.id || e.id.rsplit('/').next() == Some(folder_name.as_str()))
+            .map(|e| e.id)
+    }
+
     /// Settings for resolved encoder files: the folder's own `spyglass-encoder.toml`, else the
     /// built-in entry for its id (or folder name), else no prefix with the pooling that a
     /// sentence-transformers `1_Pooling/config.json` names (mean when absent).
@@ -74,6 +91,7 @@ impl EncoderSettings {
             {
                 return Ok(Self {
                     prefix: entry.prefix,
+                    query_prefix: entry.query_prefix,
                     pooling: entry.pooling,
                 });
             }
@@ -89,10 +107,12 @@ impl EncoderSettings {
         Ok(match known {
             Some(entry) => Self {
                 prefix: entry.prefix,
+                query_prefix: entry.query_prefix,
                 pooling: entry.pooling,
             },
             None => Self {
                 prefix: String::new(),
+                query_prefix: String::new(),
                 pooling: sentence_transformers_pooling(&files.dir).unwrap_or(Pooling::Mean),
             },
         })
@@ -130,6 +150,7 @@ mod tests {
         let s = EncoderSettings::for_encoder(&files("intfloat/multilingual-e5-small", dir.path()))
             .unwrap();
         assert_eq!(s.prefix, "passage: ");
+        assert_eq!(s.query_prefix, "query: ");
         assert_eq!(s.pooling, Pooling::Mean);
     }
 

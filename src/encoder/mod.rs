@@ -371,6 +371,29 @@ impl Encoder {
         Ok(normalized.to_vec2::<f32>()?)
     }
 
+    /// Embeds short queries (label prompts) with the encoder's query prefix, one window each
+    /// (truncated to the model's length), L2-normalised.
+    pub fn embed_queries(&self, queries: &[&str]) -> Result<Vec<Vec<f32>>, EncoderError> {
+        let t = &self.tokenizer;
+        let max = t.window.max_tokens;
+        let mut windows = Vec::with_capacity(queries.len());
+        for query in queries {
+            let input = format!("{}{query}", t.settings.query_prefix);
+            let encoding = t
+                .tokenizer
+                .encode(input.trim(), true)
+                .map_err(|e| EncoderError::Tokenize(e.to_string()))?;
+            let mut ids = encoding.get_ids().to_vec();
+            if ids.len() > max {
+                ids.truncate(max - 1);
+                ids.push(t.sep_id);
+            }
+            windows.push(ids);
+        }
+        let refs: Vec<&[u32]> = windows.iter().map(Vec::as_slice).collect();
+        self.embed_windows(&refs, 16)
+    }
+
     /// Tokenizes and embeds articles; windows of all articles share batches.
     pub fn embed(
         &self,

@@ -1,0 +1,386 @@
+//! Model bundles (`models/<name>/`): a manifest that pins the encoder, taxonomy, calibration and
+//! thresholds, next to the head weights in safetensors.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::encoder::{Pooling, WindowConfig};
+use crate::head::{Head, LinearHead, Platt, ZeroShotHead};
+use crate::taxonomy::{sha256_hex, Taxonomy, Topic};
+
+pub const MANIFEST_FILE: &str = "manifest.json";
+pub const WEIGHTS_FILE: &str = "head.safetensors";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    pub name: String,
+    pub version: String,
+    pub created: String,
+    /// `linear` (trained) or `zero-shot`.
+    pub head: String,
+    /// What the linear head reads.
+    pub features: String,
+    pub encoder: EncoderPin,
+    pub taxonomy: TaxonomyPin,
+    /// Topic ids in head order.
+    pub topics: Vec<String>,
+    pub calibration: BTreeMap<String, Platt>,
+    pub thresholds: BTreeMap<String, f32>,
+    /// SHA-256 of head.safetensors, checked at load.
+    pub weights_sha256: String,
+    #[serde(default)]
+    pub training: serde_json::Value,
+    #[serde(default)]
+    pub dev_metrics: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EncoderPin {
+    pub id: String,
+    pub revision: String,
+    pub weights_sha256: String,
+    pub hidden_size: usize,
+    pub prefix: String,
+    pub query_prefix: String,
+    pub pooling: Pooling,
+    pub window: WindowConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaxonomyPin {
+    pub version: u32,
+    pub sha256: String,
+    /// Topic id -> hash of its id, definition and descriptions.
+    pub topics: BTreeMap<String, String>,
+}
+
+/// The hash of what defines a topic: id, definition and descriptions.
+pub fn topic_hash(topic: &Topic) -> String {
+    let canonical = serde_json::json!({
+        "id": topic.id, "definition": topic.definition, "descriptions": topic.descriptions
+    });
+    sha256_hex(canonical.to_string().as_bytes())
+}
+
+impl TaxonomyPin {
+    pub fn of(taxonomy: &Taxonomy) -> Self {
+        Self {
+            version: taxonomy.version,
+            sha256: taxonomy.hash.clone(),
+            topics: taxonomy
+                .topics
+                .iter()
+                .map(|t| (t.id.clone(), topic_hash(t)))
+                .collect(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    #[error("model bundle `{dir}` has no `{file}`; pass `--model` a folder made by `spyglass train` (e.g. models/default)")]
+    Missing { dir: PathBuf, file: String },
+    #[error("model bundle `{path}`: {reason}")]
+    Invalid { path: PathBuf, reason: String },
+    #[error("model bundle `{dir}` was trained on taxonomy v{bundle_version}, but topic `{topic}` {problem} in `{taxonomy}` (v{current_version}); retrain with `spyglass train`, or pass `--taxonomy` the taxonomy the bundle was trained on")]
+    TaxonomyMismatch {
+        dir: PathBuf,
+        topic: String,
+        problem: &'static str,
+        taxonomy: PathBuf,
+        bundle_version: u32,
+        current_version: u32,
+    },
+    #[error("cannot write model bundle `{path}`: {reason}")]
+    Write { path: PathBuf, reason: String },
+}
+
+/// A loaded bundle: its manifest and the head it describes.
+#[derive(Debug, Clone)]
+pub struct Bundle {
+    pub dir: PathBuf,
+    pub manifest: Manifest,
+    pub head: Head,
+}
+
+impl Bundle {
+    pub fn load(dir: &Path) -> Result<Self, BundleError> {
+        let manifest_path = dir.join(MANIFEST_FILE);
+        let weights_path = dir.join(WEIGHTS_FILE);
+        for path in [&manifest_path, &weights_path] {
+            if !path.is_file() {
+                return Err(BundleError::Missing {
+                    dir: dir.to_path_buf(),
+                    file: path.file_name().unwrap().to_string_lossy().into_owned(),
+                });
+            }
+        }
+        let invalid = |path: &Path, reason: String| BundleError::Invalid {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let text = std::fs::read_to_string(&manifest_path)
+            .map_err(|e| invalid(&manifest_path, e.to_string()))?;
+        let manifest: Manifest =
+            serde_json::from_str(&text).map_err(|e| invalid(&manifest_path, e.to_string()))?;
+        let bytes =
+            std::fs::read(&weights_path).map_err(|e| invalid(&weights_path, e.to_string()))?;
+        if sha256_hex(&bytes) != manifest.weights_sha256 {
+            return Err(invalid(
+                &weights_path,
+                "does not match the weights_sha256 in manifest.json (an interrupted or mixed save?); retrain or restore the bundle".into(),
+            ));
+        }
+        let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
+            .map_err(|e| invalid(&weights_path, e.to_string()))?;
+        let get = |name: &str| -> Result<Vec<f32>, BundleError> {
+            tensors
+                .get(name)
+                .ok_or_else(|| invalid(&weights_path, format!("tensor `{name}` is missing")))?
+                .flatten_all()
+                .and_then(|t| t.to_vec1::<f32>())
+                .map_err(|e| invalid(&weights_path, e.to_string()))
+        };
+        let topics = manifest.topics.len();
+        let head = match manifest.head.as_str() {
+            "linear" => {
+                let head = LinearHead {
+                    weight: get("weight")?,
+                    bias: get("bias")?,
+                    feature_mean: get("feature_mean")?,
+                    feature_std: get("feature_std")?,
+                };
+                if head.bias.len() != topics
+                    || head.weight.len() != topics * head.feature_mean.len()
+                {
+                    return Err(invalid(
+                        &weights_path,
+                        "tensor shapes do not match the manifest's topics".into(),
+                    ));
+                }
+                Head::Linear(head)
+            }
+            "zero-shot" => {
+                let flat = get("prototypes")?;
+                let dim = manifest.encoder.hidden_size;
+                if flat.len() != topics * dim {
+                    return Err(invalid(
+                        &weights_path,
+                        "prototype shape does not match the manifest".into(),
+                    ));
+                }
+                Head::ZeroShot(ZeroShotHead {
+                    prototypes: flat.chunks_exact(dim).map(<[f32]>::to_vec).collect(),
+                })
+            }
+            other => {
+                return Err(invalid(
+                    &manifest_path,
+                    format!("unknown head kind `{other}`"),
+                ))
+            }
+        };
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            manifest,
+            head,
+        })
+    }
+
+    /// Checks the bundle against the current taxonomy: every bundle topic must exist with the
+    /// same definition and descriptions. Returns the taxonomy's topics the bundle lacks (new
+    /// topics, to be scored by the zero-shot fallback).
+    pub fn check_taxonomy(&self, taxonomy: &Taxonomy) -> Result<Vec<String>, BundleError> {
+        let current = TaxonomyPin::of(taxonomy);
+        for topic in &self.manifest.topics {
+            let problem = match (
+                current.topics.get(topic),
+                self.manifest.taxonomy.topics.get(topic),
+            ) {
+                (None, _) => Some("is missing"),
+                (Some(now), Some(then)) if now != then => {
+                    Some("has a changed definition or descriptions")
+                }
+                _ => None,
+            };
+            if let Some(problem) = problem {
+                return Err(BundleError::TaxonomyMismatch {
+                    dir: self.dir.clone(),
+                    topic: topic.clone(),
+                    problem,
+                    taxonomy: taxonomy.path.clone(),
+                    bundle_version: self.manifest.taxonomy.version,
+                    current_version: taxonomy.version,
+                });
+            }
+        }
+        Ok(taxonomy
+            .ids()
+            .into_iter()
+            .filter(|id| !self.manifest.topics.iter().any(|t| t == id))
+            .map(str::to_string)
+            .collect())
+    }
+
+    /// Writes the weights, then the manifest (which records the weights' hash), each atomically.
+    pub fn save(dir: &Path, manifest: &mut Manifest, head: &Head) -> Result<(), BundleError> {
+        let write_err = |path: &Path, reason: String| BundleError::Write {
+            path: path.to_path_buf(),
+            reason,
+        };
+        std::fs::create_dir_all(dir).map_err(|e| write_err(dir, e.to_string()))?;
+        let device = Device::Cpu;
+        let tensor = |v: &[f32]| Tensor::from_slice(v, v.len(), &device);
+        let mut tensors: HashMap<String, Tensor> = HashMap::new();
+        let result: candle_core::Result<()> = (|| {
+            match head {
+                Head::Linear(h) => {
+                    let dim = h.feature_mean.len();
+                    tensors.insert(
+                        "weight".into(),
+                        tensor(&h.weight)?.reshape((h.bias.len(), dim))?,
+                    );
+                    tensors.insert("bias".into(), tensor(&h.bias)?);
+                    tensors.insert("feature_mean".into(), tensor(&h.feature_mean)?);
+                    tensors.insert("feature_std".into(), tensor(&h.feature_std)?);
+                }
+                Head::ZeroShot(h) => {
+                    let flat: Vec<f32> = h.prototypes.iter().flatten().copied().collect();
+                    let dim = h.prototypes.first().map_or(0, Vec::len);
+                    tensors.insert(
+                        "prototypes".into(),
+                        tensor(&flat)?.reshape((h.prototypes.len(), dim))?,
+                    );
+                }
+            }
+            Ok(())
+        })();
+        let weights_path = dir.join(WEIGHTS_FILE);
+        result.map_err(|e| write_err(&weights_path, e.to_string()))?;
+        let bytes = safetensors_bytes(&tensors).map_err(|e| write_err(&weights_path, e))?;
+        manifest.weights_sha256 = sha256_hex(&bytes);
+        crate::output::write_atomic(&weights_path, &bytes)
+            .map_err(|e| write_err(&weights_path, e.to_string()))?;
+        let manifest_path = dir.join(MANIFEST_FILE);
+        let json = serde_json::to_string_pretty(manifest).expect("serializable") + "\n";
+        crate::output::write_atomic(&manifest_path, json.as_bytes())
+            .map_err(|e| write_err(&manifest_path, e.to_string()))
+    }
+}
+
+/// Serialises tensors in safetensors format (sorted names, so the bytes are reproducible).
+fn safetensors_bytes(tensors: &HashMap<String, Tensor>) -> Result<Vec<u8>, String> {
+    let sorted: BTreeMap<&String, &Tensor> = tensors.iter().collect();
+    let data: Vec<(String, Vec<u8>, Vec<usize>)> = sorted
+        .iter()
+        .map(|(name, t)| {
+            let values = t
+                .flatten_all()
+                .and_then(|f| f.to_vec1::<f32>())
+                .map_err(|e| e.to_string())?;
+            let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            Ok(((*name).clone(), bytes, t.dims().to_vec()))
+        })
+        .collect::<Result<_, String>>()?;
+    let views = data
+        .iter()
+        .map(|(name, bytes, shape)| {
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes)
+                .map(|v| (name.clone(), v))
+                .map_err(|e| e.to_string())
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    safetensors::tensor::serialize(views, None).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encoder::{ArticleEmbedding, Span, WindowEmbedding};
+
+    fn manifest(topics: &[&str]) -> Manifest {
+        Manifest {
+            name: "t".into(),
+            version: "0.1.0".into(),
+            created: "2026-01-01T00:00:00Z".into(),
+            head: "linear".into(),
+            features: "f".into(),
+            encoder: EncoderPin {
+                id: "e".into(),
+                revision: "r".into(),
+                weights_sha256: "w".into(),
+                hidden_size: 2,
+                prefix: "passage: ".into(),
+                query_prefix: "query: ".into(),
+                pooling: Pooling::Mean,
+                window: WindowConfig {
+                    max_tokens: 512,
+                    overlap: 64,
+                    max_windows: 32,
+                },
+            },
+            taxonomy: TaxonomyPin {
+                version: 1,
+                sha256: "x".into(),
+                topics: BTreeMap::new(),
+            },
+            topics: topics.iter().map(|s| s.to_string()).collect(),
+            calibration: topics
+                .iter()
+                .map(|t| (t.to_string(), Platt { a: 2.0, b: -0.5 }))
+                .collect(),
+            thresholds: topics.iter().map(|t| (t.to_string(), 0.4)).collect(),
+            weights_sha256: String::new(),
+            training: serde_json::Value::Null,
+            dev_metrics: serde_json::Value::Null,
+        }
+    }
+
+    #[test]
+    fn linear_bundle_round_trips_with_identical_scores() {
+        let dir = tempfile::tempdir().unwrap();
+        let head = Head::Linear(LinearHead {
+            weight: vec![0.1, -0.2, 0.3, 0.4, 0.5, -0.6, 0.7, 0.8],
+            bias: vec![0.05, -0.05],
+            feature_mean: vec![0.0, 0.1, 0.2, 0.3],
+            feature_std: vec![1.0, 0.5, 2.0, 1.5],
+        });
+        let mut m = manifest(&["a", "b"]);
+        Bundle::save(dir.path(), &mut m, &head).unwrap();
+        let loaded = Bundle::load(dir.path()).unwrap();
+        let article = ArticleEmbedding {
+            embedding: vec![0.6, 0.8],
+            windows: vec![WindowEmbedding {
+                span: Span { start: 0, end: 4 },
+                tokens: 5,
+                embedding: vec![0.6, 0.8],
+            }],
+            truncated: false,
+        };
+        assert_eq!(loaded.head.raw_scores(&article), head.raw_scores(&article));
+        assert_eq!(loaded.manifest.calibration, m.calibration);
+        assert_eq!(loaded.manifest.thresholds["b"], 0.4);
+
+        // A tampered weights file is refused.
+        let weights = dir.path().join(WEIGHTS_FILE);
+        let mut bytes = std::fs::read(&weights).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        std::fs::write(&weights, bytes).unwrap();
+        let err = Bundle::load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("weights_sha256"), "{err}");
+    }
+
+    #[test]
+    fn missing_bundle_file_names_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Bundle::load(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("`manifest.json`") && err.contains("spyglass train"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,157 @@
+//! Topic assignment: a head's raw scores, calibrated per topic, compared with per-topic
+//! thresholds, with the window that drove each assigned topic as evidence.
+
+use serde::Serialize;
+
+use crate::encoder::{ArticleEmbedding, Encoder, EncoderError, Span};
+use crate::head::{Head, Platt, ZeroShotHead, ZERO_SHOT_DEFAULT};
+use crate::taxonomy::Taxonomy;
+
+/// A head with its calibration and thresholds, covering some topics of the taxonomy.
+#[derive(Debug, Clone)]
+pub struct ScoredHead {
+    pub head: Head,
+    /// Indices into [`Classifier::topics`] of the head's outputs, in head order.
+    pub topic_indices: Vec<usize>,
+    pub calibration: Vec<Platt>,
+    pub thresholds: Vec<f32>,
+}
+
+/// Every topic of the taxonomy, scored by one or more heads (a trained head, plus the zero-shot
+/// head for topics added to the taxonomy after training).
+#[derive(Debug, Clone)]
+pub struct Classifier {
+    pub topics: Vec<String>,
+    pub heads: Vec<ScoredHead>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Evidence {
+    #[serde(flatten)]
+    pub span: Span,
+    pub window: usize,
+    pub excerpt: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Prediction {
+    /// Calibrated probability per topic (index as in `Classifier::topics`).
+    pub probs: Vec<f32>,
+    /// Raw head score per topic.
+    pub raw: Vec<f32>,
+    /// Whether each topic is over its threshold.
+    pub assigned: Vec<bool>,
+    /// For each topic, the window whose own score was highest.
+    pub evidence: Vec<Option<(usize, Span)>>,
+    pub thresholds: Vec<f32>,
+}
+
+/// The zero-shot head for the given topics: prototypes from the taxonomy's descriptions.
+pub fn zero_shot_head(
+    encoder: &Encoder,
+    taxonomy: &Taxonomy,
+    topic_ids: &[String],
+) -> Result<ZeroShotHead, EncoderError> {
+    let mut per_topic = Vec::with_capacity(topic_ids.len());
+    for id in topic_ids {
+        let topic = &taxonomy.topics[taxonomy.index_of(id).expect("topic id from taxonomy")];
+        let descriptions: Vec<&str> = topic
+            .descriptions
+            .values()
+            .flatten()
+            .map(String::as_str)
+            .collect();
+        per_topic.push(encoder.embed_queries(&descriptions)?);
+    }
+    Ok(ZeroShotHead::from_description_embeddings(&per_topic))
+}
+
+/// Default zero-shot scoring before any calibration on labelled data.
+pub fn uncalibrated_zero_shot(head: ZeroShotHead, topic_indices: Vec<usize>) -> ScoredHead {
+    let n = topic_indices.len();
+    ScoredHead {
+        head: Head::ZeroShot(head),
+        topic_indices,
+        calibration: vec![ZERO_SHOT_DEFAULT; n],
+        thresholds: vec![0.5; n],
+    }
+}
+
+impl Classifier {
+    pub fn predict(&self, article: &ArticleEmbedding) -> Prediction {
+        let n = self.topics.len();
+        let mut p = Prediction {
+            probs: vec![0.0; n],
+            raw: vec![0.0; n],
+            assigned: vec![false; n],
+            evidence: vec![None; n],
+            thresholds: vec![0.5; n],
+        };
+        for scored in &self.heads {
+            let raw = scored.head.raw_scores(article);
+            let windows = scored.head.window_scores(article);
+            for (k, &topic) in scored.topic_indices.iter().enumerate() {
+                let prob = scored.calibration[k].prob(raw[k]);
+                p.raw[topic] = raw[k];
+                p.probs[topic] = prob;
+                p.thresholds[topic] = scored.thresholds[k];
+                p.assigned[topic] = prob >= scored.thresholds[k];
+                p.evidence[topic] = windows
+                    .iter()
+                    .enumerate()
+                    .max_by(|a, b| a.1[k].total_cmp(&b.1[k]))
+                    .map(|(w, _)| (w, article.windows[w].span));
+            }
+        }
+        p
+    }
+}
+
+/// A short excerpt of `text` between character offsets: whitespace collapsed, at most
+/// `max_chars` characters, cut at a word boundary with an ellipsis.
+pub fn excerpt(text: &str, span: Span, max_chars: usize) -> String {
+    let slice: String = text
+        .chars()
+        .skip(span.start)
+        .take(span.end.saturating_sub(span.start))
+        .collect();
+    let collapsed = slice.split_whitespace().collect::<Vec<_>>().join(" ");
+    if collapsed.chars().count() <= max_chars {
+        return collapsed;
+    }
+    let cut: String = collapsed.chars().take(max_chars).collect();
+    let at_word = match cut.rfind(' ') {
+        Some(i) if i > max_chars / 2 => &cut[..i],
+        _ => cut.as_str(),
+    };
+    format!("{}…", at_word.trim_end())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn excerpt_collapses_whitespace_and_cuts_at_words() {
+        let text = "Intro.  Police   arrested\nan engineer accused of spying for a foreign state.";
+        assert_eq!(
+            excerpt(text, Span { start: 8, end: 33 }, 200),
+            "Police arrested an engi"
+        );
+        assert_eq!(
+            excerpt(
+                text,
+                Span {
+                    start: 0,
+                    end: text.chars().count()
+                },
+                30
+            ),
+            "Intro. Police arrested an…"
+        );
+        assert_eq!(
+            excerpt("データ漏洩が発覚", Span { start: 3, end: 5 }, 10),
+            "漏洩"
+        );
+    }
+}

@@ -1,0 +1,344 @@
+//! Classification heads: turn an article's embeddings into one independent calibrated
+//! probability per topic (never a softmax across topics), with the window that drove each score.
+
+use serde::{Deserialize, Serialize};
+
+use crate::encoder::ArticleEmbedding;
+
+/// The features the trained head reads: the article embedding, then the per-dimension maximum
+/// over its windows, so one relevant passage in a long noisy page still counts.
+pub fn article_features(article: &ArticleEmbedding) -> Vec<f32> {
+    let dim = article.embedding.len();
+    let mut max = vec![f32::NEG_INFINITY; dim];
+    for window in &article.windows {
+        for (m, v) in max.iter_mut().zip(&window.embedding) {
+            *m = m.max(*v);
+        }
+    }
+    if article.windows.is_empty() {
+        max.copy_from_slice(&article.embedding);
+    }
+    let mut features = article.embedding.clone();
+    features.extend(max);
+    features
+}
+
+/// Features of one window read as if it were a whole article (for per-window evidence).
+fn window_features(embedding: &[f32]) -> Vec<f32> {
+    let mut features = embedding.to_vec();
+    features.extend_from_slice(embedding);
+    features
+}
+
+/// Platt scaling: `p = sigmoid(a * score + b)`, fitted per topic on held-out data.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct Platt {
+    pub a: f32,
+    pub b: f32,
+}
+
+impl Platt {
+    pub const IDENTITY: Platt = Platt { a: 1.0, b: 0.0 };
+
+    pub fn prob(&self, score: f32) -> f32 {
+        sigmoid(self.a * score + self.b)
+    }
+
+    /// Fits `a` and `b` by damped Newton steps on the log loss, with Platt's smoothed targets
+    /// ((n+ + 1)/(n+ + 2) and 1/(n- + 2)) and a small L2 penalty, so that separable data cannot
+    /// drive `a` to infinity.
+    pub fn fit(scores: &[f32], labels: &[bool]) -> Platt {
+        const L2: f64 = 1e-3;
+        let positives = labels.iter().filter(|&&l| l).count() as f64;
+        let negatives = labels.len() as f64 - positives;
+        if positives == 0.0 || negatives == 0.0 {
+            return Platt::IDENTITY;
+        }
+        let hi = (positives + 1.0) / (positives + 2.0);
+        let lo = 1.0 / (negatives + 2.0);
+        let targets: Vec<f64> = labels.iter().map(|&l| if l { hi } else { lo }).collect();
+        let xs: Vec<f64> = scores.iter().map(|&s| s as f64).collect();
+        let loss = |a: f64, b: f64| -> f64 {
+            let data: f64 = xs
+                .iter()
+                .zip(&targets)
+                .map(|(&s, &t)| {
+                    let z = a * s + b;
+                    // t * softplus(-z) + (1 - t) * softplus(z), stably
+                    let softplus = |x: f64| x.max(0.0) + (-x.abs()).exp().ln_1p();
+                    t * softplus(-z) + (1.0 - t) * softplus(z)
+                })
+                .sum();
+            data + 0.5 * L2 * (a * a + b * b)
+        };
+        let (mut a, mut b) = (1.0f64, 0.0f64);
+        let mut current = loss(a, b);
+        for _ in 0..200 {
+            let (mut ga, mut gb, mut haa, mut hab, mut hbb) = (L2 * a, L2 * b, L2, 0.0, L2);
+            for (&s, &t) in xs.iter().zip(&targets) {
+                let p = 1.0 / (1.0 + (-(a * s + b)).exp());
+                let d = p - t;
+                let w = p * (1.0 - p);
+                ga += d * s;
+                gb += d;
+                haa += w * s * s;
+                hab += w * s;
+                hbb += w;
+            }
+            let det = haa * hbb - hab * hab;
+            if det.abs() < 1e-300 {
+                break;
+            }
+            let da = (hbb * ga - hab * gb) / det;
+            let db = (haa * gb - hab * ga) / det;
+            // Halve the step until the loss goes down.
+            let mut step = 1.0;
+            let mut improved = false;
+            while step > 1e-10 {
+                let (na, nb) = (a - step * da, b - step * db);
+                let candidate = loss(na, nb);
+                if candidate <= current {
+                    a = na;
+                    b = nb;
+                    improved = current - candidate > 1e-12;
+                    current = candidate;
+                    break;
+                }
+                step /= 2.0;
+            }
+            if !improved {
+                break;
+            }
+        }
+        Platt {
+            a: a as f32,
+            b: b as f32,
+        }
+    }
+}
+
+pub fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// The threshold on calibrated probabilities that maximises F1 on held-out data: halfway between
+/// the lowest accepted score and the next one below it. 0.5 when the data has no positives.
+pub fn best_f1_threshold(probs: &[f32], labels: &[bool]) -> (f32, f64) {
+    let positives = labels.iter().filter(|&&l| l).count();
+    if positives == 0 {
+        return (0.5, 0.0);
+    }
+    let mut order: Vec<usize> = (0..probs.len()).collect();
+    order.sort_by(|&i, &j| probs[j].total_cmp(&probs[i]));
+    let (mut tp, mut fp) = (0usize, 0usize);
+    let (mut best_f1, mut best_threshold) = (-1.0f64, 0.5f32);
+    for (rank, &i) in order.iter().enumerate() {
+        if labels[i] {
+            tp += 1;
+        } else {
+            fp += 1;
+        }
+        // Only cut between distinct scores.
+        if rank + 1 < order.len() && probs[order[rank + 1]] == probs[i] {
+            continue;
+        }
+        let f1 = 2.0 * tp as f64 / (2 * tp + fp + (positives - tp)) as f64;
+        if f1 > best_f1 {
+            best_f1 = f1;
+            let next = order.get(rank + 1).map_or(0.0, |&k| probs[k]);
+            best_threshold = (probs[i] + next) / 2.0;
+        }
+    }
+    (best_threshold, best_f1)
+}
+
+/// A linear layer over [`article_features`]: one logit per topic, standardised inputs.
+#[derive(Debug, Clone)]
+pub struct LinearHead {
+    /// (topics x features), row-major.
+    pub weight: Vec<f32>,
+    pub bias: Vec<f32>,
+    pub feature_mean: Vec<f32>,
+    pub feature_std: Vec<f32>,
+}
+
+impl LinearHead {
+    pub fn topics(&self) -> usize {
+        self.bias.len()
+    }
+
+    pub fn logits(&self, features: &[f32]) -> Vec<f32> {
+        let dim = self.feature_mean.len();
+        let standardized: Vec<f32> = features
+            .iter()
+            .zip(self.feature_mean.iter().zip(&self.feature_std))
+            .map(|(x, (m, s))| (x - m) / s)
+            .collect();
+        self.weight
+            .chunks_exact(dim)
+            .zip(&self.bias)
+            .map(|(row, b)| {
+                row.iter()
+                    .zip(&standardized)
+                    .map(|(w, x)| w * x)
+                    .sum::<f32>()
+                    + b
+            })
+            .collect()
+    }
+}
+
+/// Scores topics by cosine similarity between the article's windows and each topic's prototype
+/// (the normalised mean of its description embeddings in every language).
+#[derive(Debug, Clone)]
+pub struct ZeroShotHead {
+    /// One unit vector per topic.
+    pub prototypes: Vec<Vec<f32>>,
+}
+
+/// Raw-score calibration of the zero-shot head before any labelled data is seen: cosines of
+/// multilingual-e5 sit in a narrow band, so a steep sigmoid around a fixed centre.
+pub const ZERO_SHOT_DEFAULT: Platt = Platt {
+    a: 40.0,
+    b: -40.0 * 0.83,
+};
+
+impl ZeroShotHead {
+    pub fn from_description_embeddings(per_topic: &[Vec<Vec<f32>>]) -> Self {
+        let prototypes = per_topic
+            .iter()
+            .map(|rows| crate::encoder::mean_normalized(rows.iter().map(Vec::as_slice)))
+            .collect();
+        Self { prototypes }
+    }
+
+    fn cosine(a: &[f32], b: &[f32]) -> f32 {
+        a.iter().zip(b).map(|(x, y)| x * y).sum()
+    }
+}
+
+/// Any head: raw scores per topic for the article, and per window (for evidence).
+#[derive(Debug, Clone)]
+pub enum Head {
+    Linear(LinearHead),
+    ZeroShot(ZeroShotHead),
+}
+
+impl Head {
+    pub fn topics(&self) -> usize {
+        match self {
+            Head::Linear(h) => h.topics(),
+            Head::ZeroShot(h) => h.prototypes.len(),
+        }
+    }
+
+    /// Raw (uncalibrated) article scores, one per topic.
+    pub fn raw_scores(&self, article: &ArticleEmbedding) -> Vec<f32> {
+        match self {
+            Head::Linear(h) => h.logits(&article_features(article)),
+            Head::ZeroShot(h) => h
+                .prototypes
+                .iter()
+                .map(|p| {
+                    article
+                        .windows
+                        .iter()
+                        .map(|w| ZeroShotHead::cosine(&w.embedding, p))
+                        .chain(std::iter::once(ZeroShotHead::cosine(&article.embedding, p)))
+                        .fold(f32::NEG_INFINITY, f32::max)
+                })
+                .collect(),
+        }
+    }
+
+    /// Raw scores of each window alone: (windows x topics).
+    pub fn window_scores(&self, article: &ArticleEmbedding) -> Vec<Vec<f32>> {
+        article
+            .windows
+            .iter()
+            .map(|w| match self {
+                Head::Linear(h) => h.logits(&window_features(&w.embedding)),
+                Head::ZeroShot(h) => h
+                    .prototypes
+                    .iter()
+                    .map(|p| ZeroShotHead::cosine(&w.embedding, p))
+                    .collect(),
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encoder::{Span, WindowEmbedding};
+
+    #[test]
+    fn features_are_article_then_window_max() {
+        let article = ArticleEmbedding {
+            embedding: vec![0.5, 0.5],
+            windows: vec![
+                WindowEmbedding {
+                    span: Span { start: 0, end: 1 },
+                    tokens: 3,
+                    embedding: vec![1.0, -1.0],
+                },
+                WindowEmbedding {
+                    span: Span { start: 1, end: 2 },
+                    tokens: 3,
+                    embedding: vec![0.0, 0.2],
+                },
+            ],
+            truncated: false,
+        };
+        assert_eq!(article_features(&article), vec![0.5, 0.5, 1.0, 0.2]);
+    }
+
+    #[test]
+    fn best_threshold_separates_and_scores_f1() {
+        let probs = [0.9, 0.8, 0.4, 0.3, 0.1];
+        let labels = [true, true, false, true, false];
+        let (t, f1) = best_f1_threshold(&probs, &labels);
+        // Taking the top 4 gives tp=3, fp=1, fn=0: F1 = 6/7, better than top 2 (F1 = 0.8).
+        assert!((f1 - 6.0 / 7.0).abs() < 1e-9, "{f1}");
+        assert!((t - 0.2).abs() < 1e-6, "{t}");
+        assert_eq!(best_f1_threshold(&probs, &[false; 5]).0, 0.5);
+    }
+
+    #[test]
+    fn platt_fit_orders_and_calibrates() {
+        // Scores where higher means more likely positive, 75% positive above 0.
+        let scores: Vec<f32> = (0..200).map(|i| (i as f32 - 100.0) / 25.0).collect();
+        let labels: Vec<bool> = scores
+            .iter()
+            .enumerate()
+            .map(|(i, &s)| if s > 0.0 { i % 4 != 0 } else { i % 4 == 0 })
+            .collect();
+        let platt = Platt::fit(&scores, &labels);
+        assert!(platt.a > 0.0);
+        let high = platt.prob(3.0);
+        let low = platt.prob(-3.0);
+        assert!(high > 0.6 && high < 0.95, "{high}");
+        assert!(low < 0.4 && low > 0.05, "{low}");
+        // Degenerate data keeps identity rather than diverging.
+        assert_eq!(Platt::fit(&[1.0, 2.0], &[true, true]), Platt::IDENTITY);
+        // Perfectly separable scores stay finite and sensible.
+        let sep = Platt::fit(
+            &[-3.0, -2.0, -1.0, 1.0, 2.0, 3.0],
+            &[false, false, false, true, true, true],
+        );
+        assert!(sep.a.is_finite() && sep.a > 0.0 && sep.a < 50.0, "{sep:?}");
+        assert!(sep.prob(3.0) > 0.7 && sep.prob(-3.0) < 0.3, "{sep:?}");
+    }
+
+    #[test]
+    fn linear_head_standardises_then_projects() {
+        let head = LinearHead {
+            weight: vec![1.0, 0.0, 0.0, 2.0],
+            bias: vec![0.5, -1.0],
+            feature_mean: vec![1.0, 1.0],
+            feature_std: vec![2.0, 0.5],
+        };
+        assert_eq!(head.logits(&[3.0, 2.0]), vec![1.5, 3.0]);
+    }
+}

@@ -1,0 +1,197 @@
+//! `spyglass train` and `spyglass label` through the binary on a small fixture.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+const MODEL_DIR: &str = "../shared/models/multilingual-e5-small";
+
+fn spyglass(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_spyglass"))
+        .args(args)
+        .env_remove("SPYGLASS_ENCODER")
+        .output()
+        .expect("spyglass runs")
+}
+
+fn ok(run: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&run.stderr).into_owned();
+    assert!(run.status.success(), "{stderr}");
+    stderr
+}
+
+fn train_toy(dir: &Path, cache: &Path) -> std::path::PathBuf {
+    let bundle = dir.join("toy-model");
+    ok(&spyglass(&[
+        "train",
+        "--train",
+        "tests/fixtures/toy_train.jsonl",
+        "--dev",
+        "tests/fixtures/toy_dev.jsonl",
+        "--output",
+        bundle.to_str().unwrap(),
+        "--encoder",
+        MODEL_DIR,
+        "--cache",
+        cache.to_str().unwrap(),
+        "--max-epochs",
+        "300",
+    ]));
+    bundle
+}
+
+fn read_jsonl(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn train_then_label_in_order_with_cache_and_bad_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache.sqlite");
+    let bundle = train_toy(dir.path(), &cache);
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(bundle.join("manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(manifest["head"], "linear");
+    assert_eq!(manifest["encoder"]["id"], "intfloat/multilingual-e5-small");
+    assert_eq!(manifest["topics"].as_array().unwrap().len(), 5);
+    // Thresholds come from the dev split: the one topic with dev positives is tuned, the others
+    // (no positives in dev) keep 0.5.
+    let cyber = manifest["thresholds"]["cyberattack"].as_f64().unwrap();
+    assert!(cyber > 0.0 && cyber < 1.0 && cyber != 0.5, "{cyber}");
+    assert_eq!(manifest["thresholds"]["espionage"].as_f64().unwrap(), 0.5);
+
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(
+        &input,
+        [
+            r#"{"id":"a","text":"Ransomware encrypted the servers of the county council; services are down for a week."}"#,
+            r#"{"id":"b","text": broken"#,
+            r#"{"id":"c","title":"Fußball","text":"Der Verein gewann am Samstag mit 3:1 gegen den Tabellenführer."}"#,
+        ]
+        .join("\n"),
+    )
+    .unwrap();
+    let out = dir.path().join("out.jsonl");
+    let args = [
+        "label",
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--model",
+        bundle.to_str().unwrap(),
+        "--encoder",
+        MODEL_DIR,
+        "--cache",
+        cache.to_str().unwrap(),
+    ];
+    let stderr = ok(&spyglass(&args));
+    assert!(
+        stderr.contains("labelled 2 articles (1 bad records)"),
+        "{stderr}"
+    );
+    let rows = read_jsonl(&out);
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[0]["id"], "a");
+    assert_eq!(rows[1]["line"], 2);
+    assert_eq!(rows[2]["id"], "c");
+    assert_eq!(rows[0]["labels"], serde_json::json!(["cyberattack"]));
+    assert_eq!(rows[2]["labels"], serde_json::json!([]));
+    assert_eq!(rows[2]["lang"], "de");
+    assert_eq!(rows[0]["model"], "toy-model@1.0.0");
+    assert_eq!(rows[0]["scores"].as_object().unwrap().len(), 5);
+    let evidence = &rows[0]["evidence"]["cyberattack"];
+    assert!(
+        evidence["excerpt"]
+            .as_str()
+            .unwrap()
+            .starts_with("Ransomware encrypted"),
+        "{evidence}"
+    );
+
+    // Second run: every embedding comes from the cache, and the scores are identical.
+    let stderr = ok(&spyglass(&args));
+    assert!(
+        stderr.contains("embeddings: 2 cached, 0 computed"),
+        "{stderr}"
+    );
+    assert_eq!(read_jsonl(&out), rows);
+
+    // --topics and --min-score filter what is reported.
+    let filtered = dir.path().join("filtered.jsonl");
+    let mut narrow = args.to_vec();
+    narrow.splice(4..5, [filtered.to_str().unwrap()]);
+    narrow.extend(["--topics", "cyberattack", "--min-score", "0.9999"]);
+    ok(&spyglass(&narrow));
+    let first = &read_jsonl(&filtered)[0];
+    assert_eq!(first["scores"].as_object().unwrap().len(), 1);
+    let score = first["scores"]["cyberattack"].as_f64().unwrap();
+    let expected = if score >= 0.9999 {
+        serde_json::json!(["cyberattack"])
+    } else {
+        serde_json::json!([])
+    };
+    assert_eq!(first["labels"], expected, "{first}");
+}
+
+#[test]
+fn changed_taxonomy_is_refused_and_new_topic_falls_back_to_zero_shot() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache.sqlite");
+    let bundle = train_toy(dir.path(), &cache);
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(
+        &input,
+        r#"{"id":"a","text":"Hackers took the port's systems offline."}"#,
+    )
+    .unwrap();
+    let shipped = std::fs::read_to_string("labels/taxonomy.toml").unwrap();
+    let label = |taxonomy: &Path| {
+        spyglass(&[
+            "label",
+            "--input",
+            input.to_str().unwrap(),
+            "--model",
+            bundle.to_str().unwrap(),
+            "--encoder",
+            MODEL_DIR,
+            "--cache",
+            cache.to_str().unwrap(),
+            "--taxonomy",
+            taxonomy.to_str().unwrap(),
+        ])
+    };
+
+    let changed = dir.path().join("changed.toml");
+    std::fs::write(
+        &changed,
+        shipped.replacen("Spying for a state", "Watching a state", 1),
+    )
+    .unwrap();
+    let run = label(&changed);
+    assert_eq!(run.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        stderr.contains("topic `espionage` has a changed definition"),
+        "{stderr}"
+    );
+
+    let extended = dir.path().join("extended.toml");
+    std::fs::write(
+        &extended,
+        format!("{shipped}\n[[topic]]\nid = \"sanctions\"\nname = \"Sanctions\"\ndefinition = \"Economic sanctions.\"\n[topic.descriptions]\nen = [\"The government imposed sanctions on a foreign bank.\"]\n"),
+    )
+    .unwrap();
+    let run = label(&extended);
+    let stderr = ok(&run);
+    assert!(
+        stderr.contains("topics sanctions are not in bundle"),
+        "{stderr}"
+    );
+    let row: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert!(row["scores"]["sanctions"].as_f64().is_some(), "{row}");
+}
