@@ -33,8 +33,49 @@ pub enum Command {
     Train(TrainArgs),
     /// Label articles with topics, calibrated scores and evidence.
     Label(LabelArgs),
+    /// Score a model (or a predictions file) against hand labels; reports, comparisons, gates.
+    Eval(EvalArgs),
     /// Poll RSS/Atom/JSON feeds and rank the new articles that matter.
     Triage(TriageArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Hand-labelled JSONL files to score against.
+    #[arg(long, num_args = 1.., required_unless_present = "compare")]
+    pub data: Vec<PathBuf>,
+    /// Score this predictions file (JSONL: `id` plus `scores` {topic: probability} and/or
+    /// `labels` [topics], e.g. `spyglass label` output) instead of running a model.
+    #[arg(long, conflicts_with = "zero_shot")]
+    pub predictions: Option<PathBuf>,
+    /// Write the machine-readable report (schema `spyglass.eval/1`) to this file (`-` = stdout).
+    #[arg(long)]
+    pub json: Option<String>,
+    /// Write a self-contained HTML report with charts and a Markdown summary into this folder.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Compare two `--json` reports of the same data: deltas with paired-bootstrap significance.
+    #[arg(long, num_args = 2, value_names = ["A_JSON", "B_JSON"])]
+    pub compare: Vec<PathBuf>,
+    /// Quality gate: `macro_f1=0.80`, `micro_f1=…` or `<topic>=…` (per-topic F1); comma-separated
+    /// or repeated. Exits 1 when any is not met.
+    #[arg(long, value_delimiter = ',')]
+    pub fail_under: Vec<String>,
+    /// Bootstrap resamples for confidence intervals.
+    #[arg(long, default_value_t = 1000)]
+    pub bootstrap: usize,
+    /// Seed of the bootstrap (same seed, same intervals).
+    #[arg(long, default_value_t = 20261122)]
+    pub seed: u64,
+    /// False positives and negatives listed in the terminal summary.
+    #[arg(long, default_value_t = 10)]
+    pub show_errors: usize,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub encoder: EncoderArgs,
+    #[command(flatten)]
+    pub cache: CacheArgs,
 }
 
 /// The embedding cache shared by commands that embed labelled or repeated text.
@@ -245,6 +286,38 @@ pub struct TriageArgs {
     /// Where to write the ranked items (`-` for standard output). Written atomically.
     #[arg(long, short, default_value = "-")]
     pub output: String,
+    /// Output format: JSONL records, or a Markdown or HTML digest.
+    #[arg(long, value_enum, default_value_t = crate::triage::DigestFormat::Jsonl)]
+    pub format: crate::triage::DigestFormat,
+    /// Download each new item's page and extract the story text (else the feed's own content).
+    #[arg(long)]
+    pub fetch_articles: bool,
+    /// State database: items seen and feed caching headers
+    /// [default: $XDG_DATA_HOME/spyglass/triage.sqlite, else ~/.local/share/spyglass/triage.sqlite].
+    #[arg(long, env = "SPYGLASS_TRIAGE_STATE")]
+    pub state: Option<PathBuf>,
+    /// List only stories whose top topic probability is at least this.
+    #[arg(long, default_value_t = 0.0)]
+    pub min_score: f32,
+    /// Rank by these topics only (comma-separated ids).
+    #[arg(long, value_delimiter = ',')]
+    pub topics: Vec<String>,
+    /// Leave out items published before this: a duration back from now (`48h`, `7d`) or an
+    /// RFC 3339 date (`2025-03-01T00:00:00Z`, `2025-03-01`).
+    #[arg(long, value_parser = crate::triage::parse_since)]
+    pub since: Option<crate::triage::Since>,
+    /// Poll again every interval (`15m`) until stopped with Ctrl-C.
+    #[arg(long, value_parser = crate::triage::parse_duration)]
+    pub watch: Option<std::time::Duration>,
+    /// Time limit per HTTP request (connect and download).
+    #[arg(long, default_value = "20s", value_parser = crate::triage::parse_duration)]
+    pub timeout: std::time::Duration,
+    /// User-Agent header sent with every request.
+    #[arg(long, default_value = crate::triage::fetch::DEFAULT_USER_AGENT)]
+    pub user_agent: String,
+    /// Stories whose embeddings have at least this cosine similarity are one story.
+    #[arg(long, default_value_t = 0.93)]
+    pub duplicate_similarity: f32,
     #[command(flatten)]
     pub model: ModelArgs,
     #[command(flatten)]

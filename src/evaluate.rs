@@ -110,6 +110,11 @@ pub struct EvalReport {
     pub articles: Vec<ArticleResult>,
 }
 
+/// Label matrix: articles x topics.
+type Labels = Vec<Vec<bool>>;
+/// A metric over (predicted, gold) label matrices.
+type Metric = Box<dyn Fn(&[Vec<bool>], &[Vec<bool>]) -> f64>;
+
 /// SplitMix64: a small, seedable generator so bootstrap results are reproducible everywhere.
 pub struct SplitMix64(u64);
 
@@ -222,9 +227,16 @@ pub fn pr_curve(scores: &[f32], actual: &[bool]) -> Vec<(f64, f64)> {
     points
 }
 
+/// Slice metrics. Macro-F1 averages only the topics that occur in the slice (gold or
+/// predicted): a small slice lacks most topics, and counting those as F1 = 0 would sink it.
 fn slice_metrics(kind: &str, value: String, rows: &[&ArticleResult]) -> Slice {
-    let predicted: Vec<Vec<bool>> = rows.iter().map(|r| r.predicted.clone()).collect();
-    let gold: Vec<Vec<bool>> = rows.iter().map(|r| r.gold.clone()).collect();
+    let topics = rows.first().map_or(0, |r| r.gold.len());
+    let present: Vec<usize> = (0..topics)
+        .filter(|&t| rows.iter().any(|r| r.gold[t] || r.predicted[t]))
+        .collect();
+    let keep = |v: &Vec<bool>| present.iter().map(|&t| v[t]).collect::<Vec<bool>>();
+    let predicted: Vec<Vec<bool>> = rows.iter().map(|r| keep(&r.predicted)).collect();
+    let gold: Vec<Vec<bool>> = rows.iter().map(|r| keep(&r.gold)).collect();
     Slice {
         kind: kind.into(),
         value,
@@ -260,7 +272,7 @@ pub fn score(
         .map(|a| a.probs.clone().unwrap_or_default())
         .collect();
     let samples = bootstrap_indices(n, if n == 0 { 0 } else { bootstrap_samples }, seed);
-    let resampled: Vec<(Vec<Vec<bool>>, Vec<Vec<bool>>)> = samples
+    let resampled: Vec<(Labels, Labels)> = samples
         .iter()
         .map(|idx| (pick(&predicted, idx), pick(&gold, idx)))
         .collect();
@@ -426,7 +438,7 @@ pub fn compare(
     let pa: Vec<Vec<bool>> = pairs.iter().map(|p| p.0.predicted.clone()).collect();
     let pb: Vec<Vec<bool>> = pairs.iter().map(|p| p.1.predicted.clone()).collect();
     let samples_idx = bootstrap_indices(pairs.len(), samples, seed);
-    let mut metrics: Vec<(String, Box<dyn Fn(&[Vec<bool>], &[Vec<bool>]) -> f64>)> = vec![(
+    let mut metrics: Vec<(String, Metric)> = vec![(
         "macro_f1".into(),
         Box::new(|p: &[Vec<bool>], g: &[Vec<bool>]| macro_f1(p, g)),
     )];

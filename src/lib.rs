@@ -14,5 +14,6 @@ pub mod lang;
 pub mod metrics;
 pub mod output;
 pub mod progress;
+pub mod report;
 pub mod taxonomy;
 pub mod train;

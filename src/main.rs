@@ -18,6 +18,7 @@ fn main() -> ExitCode {
         Command::Data(DataCommand::Check(args)) => commands::data::check(args),
         Command::Train(args) => commands::train::run(args),
         Command::Label(args) => commands::label::run(args),
+        Command::Eval(args) => commands::eval::run(args),
         Command::Triage(args) => commands::triage::run(args),
     };
     match result {

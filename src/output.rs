@@ -105,6 +105,18 @@ impl Output {
                     path: self.name.clone(),
                     source: e.into_error(),
                 })?;
+                // Temp files are created private (0600); give the result the usual file mode,
+                // or keep the mode of the file it replaces.
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::PermissionsExt;
+                    let mode = std::fs::metadata(&target)
+                        .map(|m| m.permissions().mode())
+                        .unwrap_or(0o644);
+                    let _ = temp
+                        .as_file()
+                        .set_permissions(std::fs::Permissions::from_mode(mode));
+                }
                 temp.as_file()
                     .sync_all()
                     .map_err(|source| OutputError::Write {

@@ -2,6 +2,7 @@
 
 pub mod data;
 pub mod embed;
+pub mod eval;
 pub mod label;
 pub mod model;
 pub mod train;

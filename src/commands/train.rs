@@ -137,8 +137,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<Outcome> {
     let dev_macro = macro_f1(&predicted, &y_dev);
 
     let hash = |p: &std::path::Path| -> anyhow::Result<String> {
-        Ok(crate::encoder::file_sha256(p)
-            .with_context(|| format!("cannot read `{}`", p.display()))?)
+        crate::encoder::file_sha256(p).with_context(|| format!("cannot read `{}`", p.display()))
     };
     let name = args.name.clone().unwrap_or_else(|| {
         args.output
