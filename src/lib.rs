@@ -17,3 +17,4 @@ pub mod progress;
 pub mod report;
 pub mod taxonomy;
 pub mod train;
+pub mod triage;

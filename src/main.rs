@@ -3,6 +3,11 @@
 
 use std::process::ExitCode;
 
+/// Tensor code allocates and frees large buffers on every layer; mimalloc keeps them for reuse
+/// instead of returning them to the kernel and page-faulting them back in.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::Parser;
 use spyglass::cli::{Cli, Command, DataCommand};
 use spyglass::commands::{self, Outcome};

@@ -1,0 +1,466 @@
+//! Triage state in SQLite: items already seen (with their scores and embeddings, for
+//! near-duplicate checks across runs) and each feed's caching headers. A run's changes are
+//! committed in one transaction after its output is written, so a crash loses nothing: the
+//! interrupted run's items simply come again.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::fetch::Validators;
+
+/// Schema version written to `PRAGMA user_version`.
+const SCHEMA_VERSION: i64 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("cannot create the folder `{path}` for the triage state: {source}; pass a writable `--state` file")]
+    Folder {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("triage state `{path}`: {source}; if the file is not a spyglass state database, move it away or pass another `--state`")]
+    Sqlite {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("triage state `{path}` was written by a newer spyglass (schema {found}, this one reads {SCHEMA_VERSION}); upgrade spyglass or pass another `--state`")]
+    Newer { path: PathBuf, found: i64 },
+}
+
+/// Default state file: `$XDG_DATA_HOME/spyglass/triage.sqlite` (else `~/.local/share/...`).
+pub fn default_state_path() -> PathBuf {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local").join("share")))
+        .unwrap_or_else(|| PathBuf::from(".local/share"));
+    base.join("spyglass").join("triage.sqlite")
+}
+
+/// What became of an item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ItemStatus {
+    /// Listed in the run's output.
+    Reported,
+    /// Scored, but below `--min-score` or outside `--topics`.
+    Filtered,
+    /// Same story as another item (same link, or a near-duplicate).
+    Duplicate,
+    /// Published before `--since`.
+    Old,
+    /// No title and no text.
+    Empty,
+}
+
+impl ItemStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            ItemStatus::Reported => "reported",
+            ItemStatus::Filtered => "filtered",
+            ItemStatus::Duplicate => "duplicate",
+            ItemStatus::Old => "old",
+            ItemStatus::Empty => "empty",
+        }
+    }
+}
+
+/// The item an item duplicates: one stored earlier, or one of this run (by index).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DuplicateOf {
+    Stored(i64),
+    Run(usize),
+}
+
+/// One item to record.
+#[derive(Debug, Clone)]
+pub struct ItemRecord {
+    pub keys: Vec<String>,
+    pub feed: String,
+    pub guid: Option<String>,
+    pub url: Option<String>,
+    pub title: String,
+    pub published: Option<DateTime<Utc>>,
+    pub status: ItemStatus,
+    pub score: Option<f32>,
+    /// Assigned topics, comma-separated.
+    pub topics: String,
+    /// Calibrated scores as a JSON object.
+    pub scores: Option<String>,
+    pub model: Option<String>,
+    pub duplicate_of: Option<DuplicateOf>,
+    pub embedding: Option<Vec<f32>>,
+}
+
+/// A feed's outcome to record.
+#[derive(Debug, Clone)]
+pub struct FeedRecord {
+    pub key: String,
+    pub title: Option<String>,
+    /// New caching headers; `None` keeps the stored ones (304 or failure).
+    pub validators: Option<Validators>,
+    /// `ok`, `not-modified` or the error message.
+    pub status: String,
+}
+
+/// An item stored earlier, for near-duplicate checks.
+#[derive(Debug, Clone)]
+pub struct StoredItem {
+    pub id: i64,
+    pub title: String,
+    pub embedding: Vec<f32>,
+}
+
+pub struct State {
+    conn: Connection,
+    path: PathBuf,
+}
+
+fn to_blob(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+fn from_blob(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+fn timestamp(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+impl State {
+    pub fn open(path: &Path) -> Result<Self, StateError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StateError::Folder {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        let err = |source| StateError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(err)?;
+        conn.busy_timeout(Duration::from_secs(30)).map_err(err)?;
+        let found: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(err)?;
+        if found > SCHEMA_VERSION {
+            return Err(StateError::Newer {
+                path: path.to_path_buf(),
+                found,
+            });
+        }
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL;
+             PRAGMA synchronous=FULL;
+             CREATE TABLE IF NOT EXISTS feeds (
+                 feed TEXT PRIMARY KEY,
+                 title TEXT,
+                 etag TEXT,
+                 last_modified TEXT,
+                 last_fetched TEXT NOT NULL,
+                 last_status TEXT NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS items (
+                 id INTEGER PRIMARY KEY,
+                 feed TEXT NOT NULL,
+                 guid TEXT,
+                 url TEXT,
+                 title TEXT NOT NULL,
+                 published TEXT,
+                 first_seen TEXT NOT NULL,
+                 status TEXT NOT NULL,
+                 score REAL,
+                 topics TEXT NOT NULL,
+                 scores TEXT,
+                 model TEXT,
+                 duplicate_of INTEGER REFERENCES items(id),
+                 embedding BLOB
+             );
+             CREATE INDEX IF NOT EXISTS items_first_seen ON items(first_seen);
+             CREATE TABLE IF NOT EXISTS item_keys (
+                 key TEXT PRIMARY KEY,
+                 item INTEGER NOT NULL REFERENCES items(id)
+             );
+             PRAGMA user_version = 1;",
+        )
+        .map_err(err)?;
+        Ok(Self {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn err(&self, source: rusqlite::Error) -> StateError {
+        StateError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// The caching headers stored for a feed.
+    pub fn validators(&self, feed: &str) -> Result<Validators, StateError> {
+        self.conn
+            .query_row(
+                "SELECT etag, last_modified FROM feeds WHERE feed = ?1",
+                params![feed],
+                |r| {
+                    Ok(Validators {
+                        etag: r.get(0)?,
+                        last_modified: r.get(1)?,
+                    })
+                },
+            )
+            .optional()
+            .map(Option::unwrap_or_default)
+            .map_err(|e| self.err(e))
+    }
+
+    /// The stored item any of `keys` belongs to.
+    pub fn seen(&self, keys: &[String]) -> Result<Option<i64>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT item FROM item_keys WHERE key = ?1")
+            .map_err(|e| self.err(e))?;
+        for key in keys {
+            if let Some(id) = stmt
+                .query_row(params![key], |r| r.get::<_, i64>(0))
+                .optional()
+                .map_err(|e| self.err(e))?
+            {
+                return Ok(Some(id));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Embedded items first seen at or after `since`, newest first, at most `limit`.
+    pub fn recent_items(
+        &self,
+        since: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<StoredItem>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT id, title, embedding FROM items
+                 WHERE embedding IS NOT NULL AND first_seen >= ?1 AND status != 'duplicate'
+                 ORDER BY first_seen DESC, id DESC LIMIT ?2",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![timestamp(since), limit as i64], |r| {
+                Ok(StoredItem {
+                    id: r.get(0)?,
+                    title: r.get(1)?,
+                    embedding: from_blob(&r.get::<_, Vec<u8>>(2)?),
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Number of items stored.
+    pub fn item_count(&self) -> Result<usize, StateError> {
+        self.conn
+            .query_row("SELECT COUNT(*) FROM items", [], |r| r.get::<_, i64>(0))
+            .map(|n| n as usize)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Records a run: feeds and items, all or nothing.
+    pub fn commit(
+        &mut self,
+        now: DateTime<Utc>,
+        feeds: &[FeedRecord],
+        items: &[ItemRecord],
+    ) -> Result<(), StateError> {
+        let path = self.path.clone();
+        let err = |source| StateError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(err)?;
+        let now_s = timestamp(now);
+        {
+            let mut upsert_feed = tx
+                .prepare(
+                    "INSERT INTO feeds (feed, title, etag, last_modified, last_fetched, last_status)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT(feed) DO UPDATE SET
+                         title = COALESCE(excluded.title, feeds.title),
+                         etag = CASE WHEN ?7 THEN excluded.etag ELSE feeds.etag END,
+                         last_modified = CASE WHEN ?7 THEN excluded.last_modified ELSE feeds.last_modified END,
+                         last_fetched = excluded.last_fetched,
+                         last_status = excluded.last_status",
+                )
+                .map_err(err)?;
+            for f in feeds {
+                let v = f.validators.clone().unwrap_or_default();
+                upsert_feed
+                    .execute(params![
+                        f.key,
+                        f.title,
+                        v.etag,
+                        v.last_modified,
+                        now_s,
+                        f.status,
+                        f.validators.is_some()
+                    ])
+                    .map_err(err)?;
+            }
+            let mut insert_item = tx
+                .prepare(
+                    "INSERT INTO items (feed, guid, url, title, published, first_seen, status, score, topics, scores, model, duplicate_of, embedding)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                )
+                .map_err(err)?;
+            let mut insert_key = tx
+                .prepare("INSERT OR IGNORE INTO item_keys (key, item) VALUES (?1, ?2)")
+                .map_err(err)?;
+            // Items that others duplicate go first, so their ids exist when referenced.
+            let mut order: Vec<usize> = (0..items.len()).collect();
+            order.sort_by_key(|&i| matches!(items[i].duplicate_of, Some(DuplicateOf::Run(_))));
+            let mut ids = vec![None; items.len()];
+            for i in order {
+                let item = &items[i];
+                let duplicate_of = match item.duplicate_of {
+                    Some(DuplicateOf::Stored(id)) => Some(id),
+                    Some(DuplicateOf::Run(j)) => ids.get(j).copied().flatten(),
+                    None => None,
+                };
+                insert_item
+                    .execute(params![
+                        item.feed,
+                        item.guid,
+                        item.url,
+                        item.title,
+                        item.published.map(timestamp),
+                        now_s,
+                        item.status.as_str(),
+                        item.score,
+                        item.topics,
+                        item.scores,
+                        item.model,
+                        duplicate_of,
+                        item.embedding.as_deref().map(to_blob),
+                    ])
+                    .map_err(err)?;
+                let id = tx.last_insert_rowid();
+                ids[i] = Some(id);
+                for key in &item.keys {
+                    insert_key.execute(params![key, id]).map_err(err)?;
+                }
+            }
+        }
+        tx.commit().map_err(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(key: &str, status: ItemStatus, dup: Option<DuplicateOf>) -> ItemRecord {
+        ItemRecord {
+            keys: vec![key.to_string(), format!("{key}-alt")],
+            feed: "f".into(),
+            guid: None,
+            url: None,
+            title: key.into(),
+            published: None,
+            status,
+            score: Some(0.5),
+            topics: String::new(),
+            scores: None,
+            model: None,
+            duplicate_of: dup,
+            embedding: Some(vec![0.6, 0.8]),
+        }
+    }
+
+    #[test]
+    fn commits_feeds_and_items_and_finds_them_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("deep/state.sqlite");
+        let now: DateTime<Utc> = "2025-03-03T00:00:00Z".parse().unwrap();
+        {
+            let mut state = State::open(&path).unwrap();
+            assert_eq!(
+                state.validators("https://f").unwrap(),
+                Validators::default()
+            );
+            let v = Validators {
+                etag: Some("\"abc\"".into()),
+                last_modified: None,
+            };
+            let feeds = vec![FeedRecord {
+                key: "https://f".into(),
+                title: Some("F".into()),
+                validators: Some(v),
+                status: "ok".into(),
+            }];
+            let items = vec![
+                item("dup", ItemStatus::Duplicate, Some(DuplicateOf::Run(1))),
+                item("lead", ItemStatus::Reported, None),
+            ];
+            state.commit(now, &feeds, &items).unwrap();
+            // A failed fetch later keeps the stored validators.
+            let failed = vec![FeedRecord {
+                key: "https://f".into(),
+                title: None,
+                validators: None,
+                status: "HTTP 500".into(),
+            }];
+            state.commit(now, &failed, &[]).unwrap();
+        }
+        let state = State::open(&path).unwrap();
+        assert_eq!(
+            state.validators("https://f").unwrap().etag.as_deref(),
+            Some("\"abc\"")
+        );
+        let lead = state
+            .seen(&["nope".into(), "lead-alt".into()])
+            .unwrap()
+            .unwrap();
+        let dup = state.seen(&["dup".into()]).unwrap().unwrap();
+        assert_ne!(lead, dup);
+        let dup_of: Option<i64> = state
+            .conn
+            .query_row("SELECT duplicate_of FROM items WHERE id = ?1", [dup], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(dup_of, Some(lead));
+        assert_eq!(state.seen(&["other".into()]).unwrap(), None);
+        let recent = state
+            .recent_items(now - chrono::Duration::days(1), 10)
+            .unwrap();
+        assert_eq!(recent.len(), 1, "duplicates are not compared against");
+        assert_eq!(recent[0].embedding, vec![0.6, 0.8]);
+        assert_eq!(state.item_count().unwrap(), 2);
+    }
+
+    #[test]
+    fn rejects_files_that_are_not_databases() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.sqlite");
+        std::fs::write(
+            &path,
+            "this is not sqlite, just text that is long enough to matter......",
+        )
+        .unwrap();
+        let err = State::open(&path).err().expect("not a database");
+        assert!(err.to_string().contains("--state"), "{err}");
+    }
+}
