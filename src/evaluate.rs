@@ -159,24 +159,13 @@ fn pick<T: Clone>(rows: &[T], idx: &[usize]) -> Vec<T> {
     idx.iter().map(|&i| rows[i].clone()).collect()
 }
 
-/// Expected calibration error with `bins` equal-width bins.
+/// Expected calibration error with `bins` equal-width bins: the count-weighted mean gap between
+/// each bin's mean confidence and its observed frequency.
 pub fn expected_calibration_error(probs: &[f32], actual: &[bool], bins: usize) -> f64 {
-    let mut count = vec![0usize; bins];
-    let mut conf = vec![0.0f64; bins];
-    let mut hits = vec![0usize; bins];
-    for (&p, &a) in probs.iter().zip(actual) {
-        let b = ((p as f64 * bins as f64) as usize).min(bins - 1);
-        count[b] += 1;
-        conf[b] += p as f64;
-        hits[b] += usize::from(a);
-    }
     let n = probs.len().max(1) as f64;
-    (0..bins)
-        .filter(|&b| count[b] > 0)
-        .map(|b| {
-            let c = count[b] as f64;
-            (c / n) * (hits[b] as f64 / c - conf[b] / c).abs()
-        })
+    reliability_bins(probs, actual, bins)
+        .iter()
+        .map(|&(confidence, frequency, count)| (count as f64 / n) * (frequency - confidence).abs())
         .sum()
 }
 

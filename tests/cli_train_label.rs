@@ -1,43 +1,10 @@
 //! `spyglass train` and `spyglass label` through the binary on a small fixture.
 
 use std::path::Path;
-use std::process::{Command, Output};
 
-const MODEL_DIR: &str = "../shared/models/multilingual-e5-small";
+mod common;
 
-fn spyglass(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_spyglass"))
-        .args(args)
-        .env_remove("SPYGLASS_ENCODER")
-        .output()
-        .expect("spyglass runs")
-}
-
-fn ok(run: &Output) -> String {
-    let stderr = String::from_utf8_lossy(&run.stderr).into_owned();
-    assert!(run.status.success(), "{stderr}");
-    stderr
-}
-
-fn train_toy(dir: &Path, cache: &Path) -> std::path::PathBuf {
-    let bundle = dir.join("toy-model");
-    ok(&spyglass(&[
-        "train",
-        "--train",
-        "tests/fixtures/toy_train.jsonl",
-        "--dev",
-        "tests/fixtures/toy_dev.jsonl",
-        "--output",
-        bundle.to_str().unwrap(),
-        "--encoder",
-        MODEL_DIR,
-        "--cache",
-        cache.to_str().unwrap(),
-        "--max-epochs",
-        "300",
-    ]));
-    bundle
-}
+use common::{ok, spyglass, toy, MODEL_DIR};
 
 fn read_jsonl(path: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)
@@ -50,8 +17,7 @@ fn read_jsonl(path: &Path) -> Vec<serde_json::Value> {
 #[test]
 fn train_then_label_in_order_with_cache_and_bad_lines() {
     let dir = tempfile::tempdir().unwrap();
-    let cache = dir.path().join("cache.sqlite");
-    let bundle = train_toy(dir.path(), &cache);
+    let (bundle, cache) = toy();
     let manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(bundle.join("manifest.json")).unwrap())
             .unwrap();
@@ -141,8 +107,7 @@ fn train_then_label_in_order_with_cache_and_bad_lines() {
 #[test]
 fn changed_taxonomy_is_refused_and_new_topic_falls_back_to_zero_shot() {
     let dir = tempfile::tempdir().unwrap();
-    let cache = dir.path().join("cache.sqlite");
-    let bundle = train_toy(dir.path(), &cache);
+    let (bundle, cache) = toy();
     let input = dir.path().join("in.jsonl");
     std::fs::write(
         &input,

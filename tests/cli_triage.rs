@@ -4,56 +4,17 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const MODEL_DIR: &str = "../shared/models/multilingual-e5-small";
+mod common;
+
+use common::{jsonl, ok, spyglass, toy, MODEL_DIR};
+
 const FIXTURES: &str = "tests/fixtures/triage";
-
-fn spyglass(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_spyglass"))
-        .args(args)
-        .env_remove("SPYGLASS_ENCODER")
-        .env_remove("SPYGLASS_TRIAGE_STATE")
-        .output()
-        .expect("spyglass runs")
-}
-
-fn ok(run: &Output) -> String {
-    let stderr = String::from_utf8_lossy(&run.stderr).into_owned();
-    assert!(run.status.success(), "{stderr}");
-    stderr
-}
-
-/// A toy bundle (it knows only `cyberattack`) and an embedding cache, trained once per test
-/// binary and shared by the tests.
-fn toy() -> &'static (PathBuf, PathBuf) {
-    static TOY: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
-    TOY.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap().keep();
-        let bundle = dir.join("toy-model");
-        let cache = dir.join("cache.sqlite");
-        ok(&spyglass(&[
-            "train",
-            "--train",
-            "tests/fixtures/toy_train.jsonl",
-            "--dev",
-            "tests/fixtures/toy_dev.jsonl",
-            "--output",
-            bundle.to_str().unwrap(),
-            "--encoder",
-            MODEL_DIR,
-            "--cache",
-            cache.to_str().unwrap(),
-            "--max-epochs",
-            "300",
-        ]));
-        (bundle, cache)
-    })
-}
 
 /// Arguments every triage run needs: the toy model, the encoder, the cache and a state file.
 fn triage_args(state: &Path) -> Vec<String> {
@@ -79,14 +40,6 @@ fn run_triage(state: &Path, extra: &[&str]) -> Output {
     args.extend(extra.iter().map(|s| s.to_string()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     spyglass(&args)
-}
-
-fn jsonl(text: &[u8]) -> Vec<serde_json::Value> {
-    String::from_utf8_lossy(text)
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
 fn fixture(name: &str, base: &str) -> Vec<u8> {

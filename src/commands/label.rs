@@ -39,15 +39,7 @@ pub fn run(args: &LabelArgs) -> anyhow::Result<Outcome> {
         );
     }
     let mut model = load_model(&args.model, &args.encoder, &args.cache)?;
-    for topic in &args.topics {
-        if !model.classifier.topics.contains(topic) {
-            bail!(
-                "`--topics` names `{topic}`, which is not in taxonomy `{}`; known: {}",
-                args.model.taxonomy.display(),
-                model.classifier.topics.join(", ")
-            );
-        }
-    }
+    model.check_topics(&args.topics)?;
     let shown: Vec<bool> = model
         .classifier
         .topics

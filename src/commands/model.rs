@@ -19,6 +19,22 @@ pub struct LoadedModel {
     pub manifest: Option<Manifest>,
 }
 
+impl LoadedModel {
+    /// Checks that every `--topics` id is a topic of the taxonomy.
+    pub fn check_topics(&self, topics: &[String]) -> anyhow::Result<()> {
+        for topic in topics {
+            if !self.classifier.topics.contains(topic) {
+                bail!(
+                    "`--topics` names `{topic}`, which is not in taxonomy `{}`; known: {}",
+                    self.taxonomy.path.display(),
+                    self.classifier.topics.join(", ")
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
 pub fn open_cache(args: &CacheArgs) -> anyhow::Result<Option<EmbeddingCache>> {
     if args.no_cache {
         return Ok(None);

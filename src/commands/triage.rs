@@ -45,15 +45,7 @@ pub fn run(args: &TriageArgs) -> anyhow::Result<Outcome> {
     let state_path = args.state.clone().unwrap_or_else(default_state_path);
     let mut state = State::open(&state_path)?;
     let mut model = load_model(&args.model, &args.encoder, &args.cache)?;
-    for topic in &args.topics {
-        if !model.classifier.topics.contains(topic) {
-            bail!(
-                "`--topics` names `{topic}`, which is not in taxonomy `{}`; known: {}",
-                args.model.taxonomy.display(),
-                model.classifier.topics.join(", ")
-            );
-        }
-    }
+    model.check_topics(&args.topics)?;
     let stop = install_ctrlc();
     let fetcher = Fetcher::new(args.timeout, &args.user_agent);
     let Some(interval) = args.watch else {

@@ -1,0 +1,64 @@
+//! Helpers shared by the integration tests: running the binary and the toy model bundle.
+
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+/// The encoder every test uses (no network here).
+pub const MODEL_DIR: &str = "../shared/models/multilingual-e5-small";
+
+/// Runs the binary with the given arguments, isolated from the caller's spyglass settings.
+pub fn spyglass(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_spyglass"))
+        .args(args)
+        .env_remove("SPYGLASS_ENCODER")
+        .env_remove("SPYGLASS_CACHE")
+        .env_remove("SPYGLASS_TRIAGE_STATE")
+        .env_remove("HF_HUB_OFFLINE")
+        .output()
+        .expect("spyglass runs")
+}
+
+/// Asserts the run succeeded and returns its stderr.
+pub fn ok(run: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&run.stderr).into_owned();
+    assert!(run.status.success(), "{stderr}");
+    stderr
+}
+
+pub fn jsonl(text: &[u8]) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(text)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// A toy bundle trained on tests/fixtures/toy_*.jsonl (only `cyberattack` has positives) and
+/// the embedding cache it filled: trained once per test binary, shared by its tests.
+pub fn toy() -> &'static (PathBuf, PathBuf) {
+    static TOY: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+    TOY.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap().keep();
+        let bundle = dir.join("toy-model");
+        let cache = dir.join("cache.sqlite");
+        ok(&spyglass(&[
+            "train",
+            "--train",
+            "tests/fixtures/toy_train.jsonl",
+            "--dev",
+            "tests/fixtures/toy_dev.jsonl",
+            "--output",
+            bundle.to_str().unwrap(),
+            "--encoder",
+            MODEL_DIR,
+            "--cache",
+            cache.to_str().unwrap(),
+            "--max-epochs",
+            "300",
+        ]));
+        (bundle, cache)
+    })
+}
