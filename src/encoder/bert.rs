@@ -330,3 +330,156 @@ pub fn l2_normalize(xs: &Tensor) -> Result<Tensor> {
     let norms = xs.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-12, f64::MAX)?;
     xs.broadcast_div(&norms)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    /// Random weights for a tiny encoder, named as `transformers` saves them under `prefix`.
+    fn tiny_weights(prefix: &str, positions: usize) -> HashMap<String, Tensor> {
+        let dev = Device::Cpu;
+        let (hidden, inner, vocab) = (8, 16, 50);
+        let mut seed = 1u64;
+        let mut rand = |shape: &[usize]| {
+            let n: usize = shape.iter().product();
+            let values: Vec<f32> = (0..n)
+                .map(|_| {
+                    seed = seed
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    ((seed >> 33) as f32 / (1u64 << 31) as f32) - 0.5
+                })
+                .collect();
+            Tensor::from_vec(values, shape, &dev).unwrap()
+        };
+        let mut w = HashMap::new();
+        let mut put = |name: String, t: Tensor| {
+            w.insert(format!("{prefix}{name}"), t);
+        };
+        put(
+            "embeddings.word_embeddings.weight".into(),
+            rand(&[vocab, hidden]),
+        );
+        put(
+            "embeddings.position_embeddings.weight".into(),
+            rand(&[positions, hidden]),
+        );
+        put(
+            "embeddings.token_type_embeddings.weight".into(),
+            rand(&[1, hidden]),
+        );
+        put("embeddings.LayerNorm.weight".into(), rand(&[hidden]));
+        put("embeddings.LayerNorm.bias".into(), rand(&[hidden]));
+        let l = "encoder.layer.0.";
+        for name in ["query", "key", "value"] {
+            put(
+                format!("{l}attention.self.{name}.weight"),
+                rand(&[hidden, hidden]),
+            );
+            put(format!("{l}attention.self.{name}.bias"), rand(&[hidden]));
+        }
+        put(
+            format!("{l}attention.output.dense.weight"),
+            rand(&[hidden, hidden]),
+        );
+        put(format!("{l}attention.output.dense.bias"), rand(&[hidden]));
+        put(
+            format!("{l}attention.output.LayerNorm.weight"),
+            rand(&[hidden]),
+        );
+        put(
+            format!("{l}attention.output.LayerNorm.bias"),
+            rand(&[hidden]),
+        );
+        put(
+            format!("{l}intermediate.dense.weight"),
+            rand(&[inner, hidden]),
+        );
+        put(format!("{l}intermediate.dense.bias"), rand(&[inner]));
+        put(format!("{l}output.dense.weight"), rand(&[hidden, inner]));
+        put(format!("{l}output.dense.bias"), rand(&[hidden]));
+        put(format!("{l}output.LayerNorm.weight"), rand(&[hidden]));
+        put(format!("{l}output.LayerNorm.bias"), rand(&[hidden]));
+        w
+    }
+
+    fn config(model_type: &str, positions: usize) -> Config {
+        serde_json::from_value(serde_json::json!({
+            "vocab_size": 50, "hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2,
+            "intermediate_size": 16, "max_position_embeddings": positions, "type_vocab_size": 1,
+            "layer_norm_eps": 1e-5, "pad_token_id": 1, "model_type": model_type
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn xlm_roberta_positions_start_after_padding_index() {
+        // An XLM-R checkpoint (nested under `roberta.`) is a BERT whose position table is read
+        // from row pad_token_id + 1 = 2 on: drop those two rows and the outputs must agree.
+        let xlmr = tiny_weights("roberta.", 12);
+        let mut bert = tiny_weights("", 12);
+        for (name, tensor) in &xlmr {
+            bert.insert(
+                name.trim_start_matches("roberta.").to_string(),
+                tensor.clone(),
+            );
+        }
+        let table = "embeddings.position_embeddings.weight";
+        bert.insert(table.into(), bert[table].narrow(0, 2, 10).unwrap());
+        let xlmr_cfg = config("xlm-roberta", 12);
+        assert_eq!(xlmr_cfg.architecture(), Architecture::XlmRoberta);
+        assert_eq!(xlmr_cfg.max_input_tokens(), 10);
+        let dev = Device::Cpu;
+        let a =
+            BertEncoder::load(VarBuilder::from_tensors(xlmr, DType::F32, &dev), &xlmr_cfg).unwrap();
+        let b = BertEncoder::load(
+            VarBuilder::from_tensors(bert, DType::F32, &dev),
+            &config("bert", 10),
+        )
+        .unwrap();
+        let ids = Tensor::new(&[[0u32, 7, 9, 23, 2], [0, 4, 2, 1, 1]], &dev).unwrap();
+        let mask = Tensor::new(&[[1u8, 1, 1, 1, 1], [1, 1, 1, 0, 0]], &dev).unwrap();
+        let out_a = a.forward(&ids, Some(&mask)).unwrap();
+        let out_b = b.forward(&ids, Some(&mask)).unwrap();
+        let diff = (out_a - out_b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(diff < 1e-5, "max difference {diff}");
+    }
+
+    #[test]
+    fn padding_does_not_change_the_unpadded_rows() {
+        let dev = Device::Cpu;
+        let model = BertEncoder::load(
+            VarBuilder::from_tensors(tiny_weights("", 12), DType::F32, &dev),
+            &config("bert", 12),
+        )
+        .unwrap();
+        let alone = model
+            .forward(&Tensor::new(&[[0u32, 4, 2]], &dev).unwrap(), None)
+            .unwrap();
+        let padded_ids = Tensor::new(&[[0u32, 4, 2, 1, 1]], &dev).unwrap();
+        let mask = Tensor::new(&[[1u8, 1, 1, 0, 0]], &dev).unwrap();
+        let padded = model
+            .forward(&padded_ids, Some(&mask))
+            .unwrap()
+            .narrow(1, 0, 3)
+            .unwrap();
+        let diff = (alone - padded)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(diff < 1e-5, "max difference {diff}");
+    }
+}
