@@ -203,8 +203,8 @@ pub struct EncoderArgs {
     /// Hub revision (branch, tag or commit) of the encoder [default: main].
     #[arg(long)]
     pub revision: Option<String>,
-    /// Use only the local Hugging Face cache; never touch the network.
-    #[arg(long, env = "HF_HUB_OFFLINE")]
+    /// Use only the local Hugging Face cache; never touch the network (HF_HUB_OFFLINE=1 too).
+    #[arg(long, env = "HF_HUB_OFFLINE", value_parser = clap::builder::BoolishValueParser::new())]
     pub offline: bool,
     /// Longest encoder input per window, in tokens (default: the model's maximum).
     #[arg(long)]

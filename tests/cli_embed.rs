@@ -155,18 +155,21 @@ fn hub_id_resolves_from_the_cache_offline() {
     );
     assert_eq!(lines(&out)[0]["embedding"].as_array().unwrap().len(), 384);
 
-    // A revision that is not cached fails offline, naming the file and the fix.
-    let run = spyglass(
-        &[
+    // A revision that is not cached fails offline (set here the way huggingface_hub users do,
+    // HF_HUB_OFFLINE=1), naming the file and the fix.
+    let run = Command::new(env!("CARGO_BIN_EXE_spyglass"))
+        .args([
             "embed",
-            "--offline",
             "--revision",
             "v9",
             "--input",
             input.to_str().unwrap(),
-        ],
-        &[("HF_HOME", home.path())],
-    );
+        ])
+        .env_remove("SPYGLASS_ENCODER")
+        .env("HF_HUB_OFFLINE", "1")
+        .env("HF_HOME", home.path())
+        .output()
+        .unwrap();
     assert_eq!(run.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(
