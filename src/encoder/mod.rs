@@ -330,29 +330,17 @@ impl Encoder {
     ) -> Result<Vec<Vec<f32>>, EncoderError> {
         let mut order: Vec<usize> = (0..windows.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(windows[i].len()));
+        let mut out = vec![Vec::new(); windows.len()];
         let lengths: Vec<usize> = order.iter().map(|&i| windows[i].len()).collect();
-        let mut batches = Vec::new();
         let mut start = 0;
         for end in length_batches(&lengths, batch_size) {
-            batches.push(&order[start..end]);
-            start = end;
-        }
-        // Two batches in flight keep both cores busy through the forward pass's serial stretches
-        // (candle's kernels share rayon's pool, so this does not oversubscribe it).
-        use rayon::prelude::*;
-        let results: Vec<Vec<Vec<f32>>> = batches
-            .par_iter()
-            .with_max_len(1)
-            .map(|batch| {
-                let seqs: Vec<&[u32]> = batch.iter().map(|&i| windows[i]).collect();
-                self.forward_batch(&seqs)
-            })
-            .collect::<Result<_, _>>()?;
-        let mut out = vec![Vec::new(); windows.len()];
-        for (batch, rows) in batches.iter().zip(results) {
+            let batch = &order[start..end];
+            let seqs: Vec<&[u32]> = batch.iter().map(|&i| windows[i]).collect();
+            let rows = self.forward_batch(&seqs)?;
             for (&i, row) in batch.iter().zip(rows) {
                 out[i] = row;
             }
+            start = end;
         }
         Ok(out)
     }
