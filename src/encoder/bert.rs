@@ -5,7 +5,7 @@
 //! where position ids start (XLM-R counts from `pad_token_id + 1`), so one implementation serves both.
 
 use candle_core::{DType, Device, Module, Result, Tensor, D};
-use candle_nn::{embedding, layer_norm, Embedding, LayerNorm, Linear, VarBuilder};
+use candle_nn::{embedding, layer_norm, Embedding, LayerNorm, VarBuilder};
 use serde::Deserialize;
 
 /// The fields of a checkpoint's `config.json` that the encoder needs.
@@ -130,10 +130,31 @@ struct Attention {
     head_dim: usize,
 }
 
+/// A dense layer whose weight is stored transposed, (in, out) and contiguous, so every product
+/// is a plain row-major matrix multiply with no per-call transposition.
+struct Linear {
+    weight_t: Tensor,
+    bias: Tensor,
+}
+
+impl Linear {
+    /// From a `transformers` weight of shape (out, in).
+    fn new(weight: Tensor, bias: Tensor) -> Result<Self> {
+        Ok(Self {
+            weight_t: weight.t()?.contiguous()?,
+            bias,
+        })
+    }
+
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        xs.matmul(&self.weight_t)?.broadcast_add(&self.bias)
+    }
+}
+
 fn load_linear(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Linear> {
     let weight = vb.get((out_dim, in_dim), "weight")?;
     let bias = vb.get(out_dim, "bias")?;
-    Ok(Linear::new(weight, Some(bias)))
+    Linear::new(weight, bias)
 }
 
 impl Attention {
@@ -146,7 +167,7 @@ impl Attention {
             weights.push(own.pp(name).get((hidden, hidden), "weight")?);
             biases.push(own.pp(name).get(hidden, "bias")?);
         }
-        let qkv = Linear::new(Tensor::cat(&weights, 0)?, Some(Tensor::cat(&biases, 0)?));
+        let qkv = Linear::new(Tensor::cat(&weights, 0)?, Tensor::cat(&biases, 0)?)?;
         Ok(Self {
             qkv,
             output: load_linear(hidden, hidden, vb.pp("output").pp("dense"))?,
