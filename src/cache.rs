@@ -40,9 +40,13 @@ pub fn default_cache_path() -> PathBuf {
     base.join("spyglass").join("embeddings.sqlite")
 }
 
+/// Bumped whenever a code change alters embedding numerics, so that old cache entries miss.
+pub const EMBEDDING_ENGINE_VERSION: u32 = 1;
+
 /// Everything about an encoder that changes its embeddings, hashed into one identifier.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct EmbeddingSpace {
+    pub engine_version: u32,
     pub encoder_id: String,
     pub revision: String,
     pub weights_sha256: String,
@@ -54,6 +58,7 @@ pub struct EmbeddingSpace {
 impl EmbeddingSpace {
     pub fn of(encoder: &Encoder, weights_sha256: String) -> Self {
         Self {
+            engine_version: EMBEDDING_ENGINE_VERSION,
             encoder_id: encoder.files().id.clone(),
             revision: encoder.files().revision.clone(),
             weights_sha256,
