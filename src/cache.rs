@@ -100,11 +100,13 @@ struct StoredWindow {
     tokens: usize,
 }
 
-fn to_blob(values: &[f32]) -> Vec<u8> {
+/// f32 values as little-endian bytes, the BLOB format of spyglass's SQLite files.
+pub(crate) fn to_blob(values: &[f32]) -> Vec<u8> {
     values.iter().flat_map(|v| v.to_le_bytes()).collect()
 }
 
-fn from_blob(bytes: &[u8]) -> Vec<f32> {
+/// The inverse of [`to_blob`].
+pub(crate) fn from_blob(bytes: &[u8]) -> Vec<f32> {
     bytes
         .chunks_exact(4)
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))

@@ -4,15 +4,7 @@ use std::path::Path;
 
 mod common;
 
-use common::{ok, spyglass, toy, MODEL_DIR};
-
-fn read_jsonl(path: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
+use common::{ok, read_jsonl, spyglass, toy, MODEL_DIR};
 
 #[test]
 fn train_then_label_in_order_with_cache_and_bad_lines() {

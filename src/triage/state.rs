@@ -3,6 +3,7 @@
 //! committed in one transaction after its output is written, so a crash loses nothing: the
 //! interrupted run's items simply come again.
 
+use crate::cache::{from_blob, to_blob};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -116,17 +117,6 @@ pub struct StoredItem {
 pub struct State {
     conn: Connection,
     path: PathBuf,
-}
-
-fn to_blob(values: &[f32]) -> Vec<u8> {
-    values.iter().flat_map(|v| v.to_le_bytes()).collect()
-}
-
-fn from_blob(bytes: &[u8]) -> Vec<f32> {
-    bytes
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect()
 }
 
 fn timestamp(t: DateTime<Utc>) -> String {

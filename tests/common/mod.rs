@@ -36,6 +36,11 @@ pub fn jsonl(text: &[u8]) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The JSON lines of a file.
+pub fn read_jsonl(path: &std::path::Path) -> Vec<serde_json::Value> {
+    jsonl(&std::fs::read(path).unwrap())
+}
+
 /// A toy bundle trained on tests/fixtures/toy_*.jsonl (only `cyberattack` has positives) and
 /// the embedding cache it filled: trained once per test binary, shared by its tests.
 pub fn toy() -> &'static (PathBuf, PathBuf) {
