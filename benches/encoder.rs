@@ -7,14 +7,9 @@ use spyglass::encoder::{default_device, Encoder, EncoderSource, WindowOverrides}
 const MODEL_DIR: &str = "../shared/models/multilingual-e5-small";
 
 fn load() -> Encoder {
-    let files = EncoderSource {
-        id_or_dir: MODEL_DIR.into(),
-        revision: "main".into(),
-        offline: true,
-        cache_dir: "/nonexistent".into(),
-    }
-    .resolve()
-    .expect("the shared encoder folder is next to the repository");
+    let files = EncoderSource::local(MODEL_DIR)
+        .resolve()
+        .expect("the shared encoder folder is next to the repository");
     Encoder::load(files, WindowOverrides::default(), &default_device()).expect("encoder loads")
 }
 

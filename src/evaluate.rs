@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::head::best_f1_threshold;
+pub use crate::metrics::pr_curve;
 use crate::metrics::{average_precision, column, macro_f1, micro_f1, Confusion};
 
 pub const SCHEMA: &str = "spyglass.eval/1";
@@ -190,30 +191,6 @@ pub fn reliability_bins(probs: &[f32], actual: &[bool], bins: usize) -> Vec<(f64
             )
         })
         .collect()
-}
-
-/// Precision-recall curve points (recall, precision), from the highest score down.
-pub fn pr_curve(scores: &[f32], actual: &[bool]) -> Vec<(f64, f64)> {
-    let positives = actual.iter().filter(|&&a| a).count();
-    if positives == 0 {
-        return Vec::new();
-    }
-    let mut order: Vec<usize> = (0..scores.len()).collect();
-    order.sort_by(|&i, &j| scores[j].total_cmp(&scores[i]));
-    let (mut tp, mut fp) = (0usize, 0usize);
-    let mut points = vec![(0.0, 1.0)];
-    for (rank, &i) in order.iter().enumerate() {
-        if actual[i] {
-            tp += 1;
-        } else {
-            fp += 1;
-        }
-        if rank + 1 < order.len() && scores[order[rank + 1]] == scores[i] {
-            continue;
-        }
-        points.push((tp as f64 / positives as f64, tp as f64 / (tp + fp) as f64));
-    }
-    points
 }
 
 /// Slice metrics. Macro-F1 averages only the topics that occur in the slice (gold or

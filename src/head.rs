@@ -128,25 +128,12 @@ pub fn best_f1_threshold(probs: &[f32], labels: &[bool]) -> (f32, f64) {
     if positives == 0 {
         return (0.5, 0.0);
     }
-    let mut order: Vec<usize> = (0..probs.len()).collect();
-    order.sort_by(|&i, &j| probs[j].total_cmp(&probs[i]));
-    let (mut tp, mut fp) = (0usize, 0usize);
     let (mut best_f1, mut best_threshold) = (-1.0f64, 0.5f32);
-    for (rank, &i) in order.iter().enumerate() {
-        if labels[i] {
-            tp += 1;
-        } else {
-            fp += 1;
-        }
-        // Only cut between distinct scores.
-        if rank + 1 < order.len() && probs[order[rank + 1]] == probs[i] {
-            continue;
-        }
-        let f1 = 2.0 * tp as f64 / (2 * tp + fp + (positives - tp)) as f64;
+    for cut in crate::metrics::ranked_cuts(probs, labels) {
+        let f1 = 2.0 * cut.tp as f64 / (cut.tp + cut.fp + positives) as f64;
         if f1 > best_f1 {
             best_f1 = f1;
-            let next = order.get(rank + 1).map_or(0.0, |&k| probs[k]);
-            best_threshold = (probs[i] + next) / 2.0;
+            best_threshold = (cut.score + cut.next_score) / 2.0;
         }
     }
     (best_threshold, best_f1)

@@ -88,32 +88,67 @@ pub fn micro_f1(predicted: &[Vec<bool>], actual: &[Vec<bool>]) -> f64 {
     total.f1()
 }
 
-/// Average precision (area under the precision-recall curve, step-wise, as scikit-learn's
-/// `average_precision_score`): sum over thresholds of (R_n - R_{n-1}) * P_n. 0 with no positives.
-pub fn average_precision(scores: &[f32], actual: &[bool]) -> f64 {
-    let positives = actual.iter().filter(|&&a| a).count();
-    if positives == 0 {
-        return 0.0;
-    }
+/// One cut of a ranking: accepting every article scored `score` or higher.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Cut {
+    pub score: f32,
+    /// The next lower distinct score (0 below the last), for thresholds between the two.
+    pub next_score: f32,
+    /// Positives and negatives accepted at this cut.
+    pub tp: usize,
+    pub fp: usize,
+}
+
+/// The cuts between distinct scores, highest score first; tied scores form one cut.
+pub fn ranked_cuts(scores: &[f32], actual: &[bool]) -> Vec<Cut> {
     let mut order: Vec<usize> = (0..scores.len()).collect();
     order.sort_by(|&i, &j| scores[j].total_cmp(&scores[i]));
-    let (mut tp, mut fp, mut ap, mut last_recall) = (0usize, 0usize, 0.0f64, 0.0f64);
+    let (mut tp, mut fp) = (0usize, 0usize);
+    let mut cuts = Vec::new();
     for (rank, &i) in order.iter().enumerate() {
         if actual[i] {
             tp += 1;
         } else {
             fp += 1;
         }
-        // Tied scores form one threshold.
-        if rank + 1 < order.len() && scores[order[rank + 1]] == scores[i] {
+        let next = order.get(rank + 1).map(|&k| scores[k]);
+        if next == Some(scores[i]) {
             continue;
         }
-        let recall = tp as f64 / positives as f64;
-        let precision = tp as f64 / (tp + fp) as f64;
-        ap += (recall - last_recall) * precision;
-        last_recall = recall;
+        cuts.push(Cut {
+            score: scores[i],
+            next_score: next.unwrap_or(0.0),
+            tp,
+            fp,
+        });
     }
-    ap
+    cuts
+}
+
+/// Precision-recall curve points (recall, precision), from the highest score down, starting at
+/// (0, 1); empty with no positives.
+pub fn pr_curve(scores: &[f32], actual: &[bool]) -> Vec<(f64, f64)> {
+    let positives = actual.iter().filter(|&&a| a).count();
+    if positives == 0 {
+        return Vec::new();
+    }
+    std::iter::once((0.0, 1.0))
+        .chain(ranked_cuts(scores, actual).iter().map(|c| {
+            (
+                c.tp as f64 / positives as f64,
+                c.tp as f64 / (c.tp + c.fp) as f64,
+            )
+        }))
+        .collect()
+}
+
+/// Average precision (area under the precision-recall curve, step-wise, as scikit-learn's
+/// `average_precision_score`): sum over thresholds of (R_n - R_{n-1}) * P_n. 0 with no positives.
+pub fn average_precision(scores: &[f32], actual: &[bool]) -> f64 {
+    pr_curve(scores, actual)
+        .windows(2)
+        .map(|pair| (pair[1].0 - pair[0].0) * pair[1].1)
+        .sum()
 }
 
 #[cfg(test)]

@@ -10,14 +10,9 @@ const FIXTURE: &str = "../shared/fixtures/me5_reference.jsonl";
 const MIN_COSINE: f32 = 0.9999;
 
 fn load_encoder() -> Encoder {
-    let files = EncoderSource {
-        id_or_dir: MODEL_DIR.into(),
-        revision: "main".into(),
-        offline: true,
-        cache_dir: "/nonexistent".into(),
-    }
-    .resolve()
-    .expect("shared encoder folder resolves");
+    let files = EncoderSource::local(MODEL_DIR)
+        .resolve()
+        .expect("shared encoder folder resolves");
     Encoder::load(files, WindowOverrides::default(), &default_device()).expect("encoder loads")
 }
 

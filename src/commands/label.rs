@@ -39,13 +39,7 @@ pub fn run(args: &LabelArgs) -> anyhow::Result<Outcome> {
         );
     }
     let mut model = load_model(&args.model, &args.encoder, &args.cache)?;
-    model.check_topics(&args.topics)?;
-    let shown: Vec<bool> = model
-        .classifier
-        .topics
-        .iter()
-        .map(|t| args.topics.is_empty() || args.topics.contains(t))
-        .collect();
+    let shown = model.topic_filter(&args.topics)?;
     let mut reader = ArticleReader::open(&args.input)?;
     let mut output = Output::create(&args.output)?;
     let progress = Progress::new(reader.total_bytes, "labelling");

@@ -20,8 +20,9 @@ pub struct LoadedModel {
 }
 
 impl LoadedModel {
-    /// Checks that every `--topics` id is a topic of the taxonomy.
-    pub fn check_topics(&self, topics: &[String]) -> anyhow::Result<()> {
+    /// Which topics `--topics` keeps (all when empty), in classifier order; every id must be a
+    /// topic of the taxonomy.
+    pub fn topic_filter(&self, topics: &[String]) -> anyhow::Result<Vec<bool>> {
         for topic in topics {
             if !self.classifier.topics.contains(topic) {
                 bail!(
@@ -31,7 +32,12 @@ impl LoadedModel {
                 );
             }
         }
-        Ok(())
+        Ok(self
+            .classifier
+            .topics
+            .iter()
+            .map(|t| topics.is_empty() || topics.contains(t))
+            .collect())
     }
 }
 

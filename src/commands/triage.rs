@@ -45,11 +45,13 @@ pub fn run(args: &TriageArgs) -> anyhow::Result<Outcome> {
     let state_path = args.state.clone().unwrap_or_else(default_state_path);
     let mut state = State::open(&state_path)?;
     let mut model = load_model(&args.model, &args.encoder, &args.cache)?;
-    model.check_topics(&args.topics)?;
+    let shown = model.topic_filter(&args.topics)?;
     let stop = install_ctrlc();
     let fetcher = Fetcher::new(args.timeout, &args.user_agent);
     let Some(interval) = args.watch else {
-        let summary = cycle(args, &entries, &mut state, &mut model, &fetcher, &stop)?;
+        let summary = cycle(
+            args, &entries, &mut state, &mut model, &shown, &fetcher, &stop,
+        )?;
         if summary.feeds_read + summary.feeds_not_modified == 0 && !summary.interrupted {
             bail!(
                 "none of the {} feeds could be read (see the warnings above); fix or remove them",
@@ -65,7 +67,9 @@ pub fn run(args: &TriageArgs) -> anyhow::Result<Outcome> {
     );
     while !stop.load(Ordering::SeqCst) {
         let started = Instant::now();
-        if let Err(error) = cycle(args, &entries, &mut state, &mut model, &fetcher, &stop) {
+        if let Err(error) = cycle(
+            args, &entries, &mut state, &mut model, &shown, &fetcher, &stop,
+        ) {
             eprintln!("error: {error:#}; trying again at the next poll");
         }
         if stop.load(Ordering::SeqCst) {
@@ -234,6 +238,7 @@ fn cycle(
     entries: &[FeedEntry],
     state: &mut State,
     model: &mut LoadedModel,
+    shown: &[bool],
     fetcher: &Fetcher,
     stop: &AtomicBool,
 ) -> anyhow::Result<Summary> {
@@ -451,12 +456,6 @@ fn cycle(
     }
 
     // Embed and score, a chunk at a time so Ctrl-C is answered promptly.
-    let shown: Vec<bool> = model
-        .classifier
-        .topics
-        .iter()
-        .map(|t| args.topics.is_empty() || args.topics.contains(t))
-        .collect();
     let mut scored: Vec<Scored> = Vec::with_capacity(candidates.len());
     let mut pending = candidates.into_iter().peekable();
     while pending.peek().is_some() {

@@ -58,6 +58,16 @@ pub enum ResolveError {
 }
 
 impl EncoderSource {
+    /// An encoder in a local folder (config.json, tokenizer.json, safetensors weights).
+    pub fn local(dir: impl Into<String>) -> Self {
+        Self {
+            id_or_dir: dir.into(),
+            revision: "main".into(),
+            offline: true,
+            cache_dir: PathBuf::new(),
+        }
+    }
+
     /// The default Hugging Face hub cache: `$HF_HOME/hub`, else `~/.cache/huggingface/hub`.
     pub fn default_cache_dir() -> PathBuf {
         if let Some(home) = std::env::var_os("HF_HOME") {
