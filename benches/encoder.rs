@@ -2,7 +2,7 @@
 //! shared multilingual-e5-small (f32 on CPU). Run: `cargo bench --bench encoder`.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use spyglass::encoder::{default_device, Encoder, EncoderSource, WindowOverrides};
+use spyglass::encoder::{default_device, Encoder, EncoderSource, Precision, WindowOverrides};
 
 const MODEL_DIR: &str = "../shared/models/multilingual-e5-small";
 
@@ -10,7 +10,13 @@ fn load() -> Encoder {
     let files = EncoderSource::local(MODEL_DIR)
         .resolve()
         .expect("the shared encoder folder is next to the repository");
-    Encoder::load(files, WindowOverrides::default(), &default_device()).expect("encoder loads")
+    Encoder::load(
+        files,
+        WindowOverrides::default(),
+        &default_device(),
+        Precision::F32,
+    )
+    .expect("encoder loads")
 }
 
 /// A window of `len` tokens: CLS, ordinary vocabulary ids, SEP (content does not affect speed).

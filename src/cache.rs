@@ -53,6 +53,13 @@ pub struct EmbeddingSpace {
     pub prefix: String,
     pub pooling: crate::encoder::Pooling,
     pub window: crate::encoder::WindowConfig,
+    /// Left out of the key when f32, so f32 keys are those of caches written before int8 existed.
+    #[serde(default, skip_serializing_if = "is_f32")]
+    pub precision: crate::encoder::Precision,
+}
+
+fn is_f32(precision: &crate::encoder::Precision) -> bool {
+    *precision == crate::encoder::Precision::F32
 }
 
 impl EmbeddingSpace {
@@ -65,6 +72,7 @@ impl EmbeddingSpace {
             prefix: encoder.settings().prefix.clone(),
             pooling: encoder.settings().pooling,
             window: encoder.window_config(),
+            precision: encoder.precision(),
         }
     }
 

@@ -2,18 +2,28 @@
 
 use std::path::Path;
 
-use spyglass::encoder::{default_device, Document, Encoder, EncoderSource, WindowOverrides};
+use spyglass::encoder::{
+    default_device, Document, Encoder, EncoderSource, Precision, WindowOverrides,
+};
 
 const MODEL_DIR: &str = "../shared/models/multilingual-e5-small";
 const FIXTURE: &str = "../shared/fixtures/me5_reference.jsonl";
-/// Cosine the candle f32 path must reach against the f32 PyTorch reference for every entry.
-const MIN_COSINE: f32 = 0.9999;
+/// Cosine the f32 path must reach against the f32 PyTorch reference for every entry.
+const MIN_COSINE_F32: f32 = 0.9999;
+/// Cosine the int8 path must reach against the same reference (issue 7's bound).
+const MIN_COSINE_INT8: f32 = 0.995;
 
-fn load_encoder() -> Encoder {
+fn load_encoder(precision: Precision) -> Encoder {
     let files = EncoderSource::local(MODEL_DIR)
         .resolve()
         .expect("shared encoder folder resolves");
-    Encoder::load(files, WindowOverrides::default(), &default_device()).expect("encoder loads")
+    Encoder::load(
+        files,
+        WindowOverrides::default(),
+        &default_device(),
+        precision,
+    )
+    .expect("encoder loads")
 }
 
 fn cosine(a: &[f32], b: &[f32]) -> f32 {
@@ -25,8 +35,18 @@ fn cosine(a: &[f32], b: &[f32]) -> f32 {
 
 #[test]
 fn token_ids_and_embeddings_match_pytorch_reference() {
+    check_reference(Precision::F32, MIN_COSINE_F32);
+}
+
+#[test]
+fn int8_embeddings_stay_close_to_pytorch_reference() {
+    check_reference(Precision::Int8, MIN_COSINE_INT8);
+}
+
+/// Embeds every fixture input in `precision` and checks token ids and cosine to the reference.
+fn check_reference(precision: Precision, min_cosine: f32) {
     assert!(Path::new(MODEL_DIR).is_dir(), "missing {MODEL_DIR}");
-    let encoder = load_encoder();
+    let encoder = load_encoder(precision);
     let prefix = encoder.settings().prefix.clone();
     assert_eq!(prefix, "passage: ");
     let mut texts = Vec::new();
@@ -64,20 +84,21 @@ fn token_ids_and_embeddings_match_pytorch_reference() {
         let cos = cosine(got, reference);
         worst = worst.min(cos);
         assert!(
-            cos >= MIN_COSINE,
-            "entry {i} cosine {cos} < {MIN_COSINE}: {:?}",
+            cos >= min_cosine,
+            "{precision:?} entry {i} cosine {cos} < {min_cosine}: {:?}",
             texts[i]
         );
     }
     eprintln!(
-        "{} reference entries, lowest cosine {worst:.6}",
-        expected.len()
+        "{precision:?}: {} reference entries, lowest cosine {worst:.6} (1 - cosine {:.1e})",
+        expected.len(),
+        1.0 - worst
     );
 }
 
 #[test]
 fn long_article_windows_cover_text_and_embed_in_input_order() {
-    let encoder = load_encoder();
+    let encoder = load_encoder(Precision::F32);
     let sentence = "Prosecutors say the engineer copied wafer recipes before joining a rival. ";
     let long = sentence.repeat(120); // ~1,800 tokens
     let docs = [

@@ -27,6 +27,6 @@ pub fn load_encoder(args: &EncoderArgs) -> anyhow::Result<Encoder> {
         .source()
         .resolve()
         .with_context(|| format!("cannot find encoder `{}`", args.name()))?;
-    Encoder::load(files, args.windows(), &default_device())
+    Encoder::load(files, args.windows(), &default_device(), args.precision())
         .with_context(|| format!("cannot load encoder `{}`", args.name()))
 }

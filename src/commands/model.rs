@@ -59,7 +59,7 @@ pub fn load_cached_encoder(
     let files = source
         .resolve()
         .with_context(|| format!("cannot find encoder `{}`", source.id_or_dir))?;
-    let encoder = Encoder::load(files, windows, &default_device())
+    let encoder = Encoder::load(files, windows, &default_device(), args.precision())
         .with_context(|| format!("cannot load encoder `{}`", source.id_or_dir))?;
     Ok(CachedEncoder::new(
         encoder,

@@ -2,8 +2,13 @@
 //! per-window and per-article embeddings.
 
 pub mod bert;
+pub mod cpu;
+mod kernels;
 pub mod manifest;
+mod quant;
 pub mod resolve;
+#[doc(hidden)]
+pub mod sgemm;
 pub mod window;
 
 use std::path::Path;
@@ -14,6 +19,7 @@ use serde::Serialize;
 use tokenizers::Tokenizer;
 
 pub use bert::{Architecture, BertEncoder, Config};
+pub use cpu::{CpuEncoder, Precision, WeightStore};
 pub use manifest::{EncoderSettings, Pooling};
 pub use resolve::{EncoderFiles, EncoderSource, ResolveError};
 pub use window::{WindowConfig, WindowError};
@@ -39,6 +45,8 @@ pub enum EncoderError {
     Forward(#[from] candle_core::Error),
     #[error(transparent)]
     Manifest(#[from] manifest::ManifestError),
+    #[error("`--precision int8` runs on the CPU only; drop it to use the GPU in f32")]
+    Int8OnGpu,
 }
 
 /// One article as the encoder sees it. The title, when present, is put before the text on its own
@@ -93,10 +101,19 @@ pub struct ArticleEmbedding {
 
 /// A loaded encoder: model, tokenizer and the settings it embeds with.
 pub struct Encoder {
-    model: BertEncoder,
+    model: Backend,
+    precision: Precision,
     tokenizer: ArticleTokenizer,
     config: Config,
     files: EncoderFiles,
+}
+
+/// Which implementation runs the transformer.
+enum Backend {
+    /// The fused CPU forward pass (`cpu.rs`).
+    Cpu(CpuEncoder),
+    /// candle tensor operations, on a GPU.
+    Candle(BertEncoder),
 }
 
 /// Turns articles into encoder windows: the tokenizer plus prefix and window settings. Loads
@@ -268,29 +285,51 @@ impl ArticleTokenizer {
 }
 
 impl Encoder {
+    /// Loads the encoder for `device`: on the CPU the fused forward pass in `precision`, on a
+    /// GPU candle's tensor operations (f32 only).
     pub fn load(
         files: EncoderFiles,
         windows: WindowOverrides,
         device: &Device,
+        precision: Precision,
     ) -> Result<Self, EncoderError> {
         let config = read_config(&files)?;
         let tokenizer = ArticleTokenizer::load(&files, windows, config.max_input_tokens())?;
-        // SAFETY: the weight files are memory-mapped read-only; spyglass never writes to them.
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files.weights, DType::F32, device) }
-            .map_err(|source| EncoderError::Weights {
-                paths: describe_paths(&files.weights),
-                source,
-            })?;
-        let model = BertEncoder::load(vb, &config).map_err(|source| EncoderError::Weights {
+        let weights_error = |source| EncoderError::Weights {
             paths: describe_paths(&files.weights),
             source,
-        })?;
+        };
+        let model = if device.is_cpu() {
+            // SAFETY: the weight files are memory-mapped read-only; spyglass never writes to them.
+            let store =
+                unsafe { candle_core::safetensors::MmapedSafetensors::multi(&files.weights) }
+                    .map_err(weights_error)?;
+            Backend::Cpu(
+                CpuEncoder::load(WeightStore::Mapped(store), &config, precision)
+                    .map_err(weights_error)?,
+            )
+        } else {
+            if precision != Precision::F32 {
+                return Err(EncoderError::Int8OnGpu);
+            }
+            // SAFETY: as above.
+            let vb =
+                unsafe { VarBuilder::from_mmaped_safetensors(&files.weights, DType::F32, device) }
+                    .map_err(weights_error)?;
+            Backend::Candle(BertEncoder::load(vb, &config).map_err(weights_error)?)
+        };
         Ok(Self {
             model,
+            precision,
             tokenizer,
             config,
             files,
         })
+    }
+
+    /// The numeric format the encoder runs in.
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     pub fn tokenizer(&self) -> &ArticleTokenizer {
@@ -321,8 +360,9 @@ impl Encoder {
         self.config.hidden_size
     }
 
-    /// Embeds many windows at once: sorted by length into batches of at most `batch_size`, so
-    /// that padding is minimal; results come back in input order, L2-normalised.
+    /// Embeds many windows at once: sorted by length into batches of at most `batch_size` (on
+    /// the GPU also cut where padding would exceed 20%); results come back in input order,
+    /// L2-normalised.
     pub fn embed_windows(
         &self,
         windows: &[&[u32]],
@@ -332,8 +372,15 @@ impl Encoder {
         order.sort_by_key(|&i| std::cmp::Reverse(windows[i].len()));
         let mut out = vec![Vec::new(); windows.len()];
         let lengths: Vec<usize> = order.iter().map(|&i| windows[i].len()).collect();
+        let ends = match self.model {
+            // Packed sequences cost nothing in padding: only the window count bounds a batch.
+            Backend::Cpu(_) => (1..=lengths.len().div_ceil(batch_size.max(1)))
+                .map(|b| (b * batch_size.max(1)).min(lengths.len()))
+                .collect(),
+            Backend::Candle(_) => length_batches(&lengths, batch_size),
+        };
         let mut start = 0;
-        for end in length_batches(&lengths, batch_size) {
+        for end in ends {
             let batch = &order[start..end];
             let seqs: Vec<&[u32]> = batch.iter().map(|&i| windows[i]).collect();
             let rows = self.forward_batch(&seqs)?;
@@ -346,29 +393,14 @@ impl Encoder {
     }
 
     fn forward_batch(&self, seqs: &[&[u32]]) -> Result<Vec<Vec<f32>>, EncoderError> {
-        let device = self.model.device();
-        let max_len = seqs.iter().map(|s| s.len()).max().unwrap_or(0);
-        let padded = seqs.iter().any(|s| s.len() != max_len);
-        let pad = self.config.pad_token_id as u32;
-        let mut ids = Vec::with_capacity(seqs.len() * max_len);
-        let mut mask = Vec::with_capacity(seqs.len() * max_len);
-        for seq in seqs {
-            ids.extend_from_slice(seq);
-            ids.extend(std::iter::repeat_n(pad, max_len - seq.len()));
-            mask.extend(std::iter::repeat_n(1u8, seq.len()));
-            mask.extend(std::iter::repeat_n(0u8, max_len - seq.len()));
-        }
-        let ids = Tensor::from_vec(ids, (seqs.len(), max_len), device)?;
-        let mask = Tensor::from_vec(mask, (seqs.len(), max_len), device)?;
-        let hidden = self
-            .model
-            .forward(&ids, if padded { Some(&mask) } else { None })?;
-        let pooled = match self.tokenizer.settings.pooling {
-            Pooling::Mean => bert::mean_pool(&hidden, &mask)?,
-            Pooling::Cls => hidden.narrow(1, 0, 1)?.squeeze(1)?,
+        let pooling = self.tokenizer.settings.pooling;
+        let model = match &self.model {
+            Backend::Cpu(model) => model,
+            Backend::Candle(model) => {
+                return candle_forward_batch(model, seqs, pooling, &self.config)
+            }
         };
-        let normalized = bert::l2_normalize(&pooled)?;
-        Ok(normalized.to_vec2::<f32>()?)
+        Ok(model.embed(seqs, pooling)?)
     }
 
     /// Embeds short queries (label prompts) with the encoder's query prefix, one window each
@@ -438,6 +470,35 @@ impl Encoder {
             })
             .collect())
     }
+}
+
+/// Pads a batch and runs candle's encoder (the GPU path).
+fn candle_forward_batch(
+    model: &BertEncoder,
+    seqs: &[&[u32]],
+    pooling: Pooling,
+    config: &Config,
+) -> Result<Vec<Vec<f32>>, EncoderError> {
+    let device = model.device();
+    let max_len = seqs.iter().map(|s| s.len()).max().unwrap_or(0);
+    let padded = seqs.iter().any(|s| s.len() != max_len);
+    let pad = config.pad_token_id as u32;
+    let mut ids = Vec::with_capacity(seqs.len() * max_len);
+    let mut mask = Vec::with_capacity(seqs.len() * max_len);
+    for seq in seqs {
+        ids.extend_from_slice(seq);
+        ids.extend(std::iter::repeat_n(pad, max_len - seq.len()));
+        mask.extend(std::iter::repeat_n(1u8, seq.len()));
+        mask.extend(std::iter::repeat_n(0u8, max_len - seq.len()));
+    }
+    let ids = Tensor::from_vec(ids, (seqs.len(), max_len), device)?;
+    let mask = Tensor::from_vec(mask, (seqs.len(), max_len), device)?;
+    let hidden = model.forward(&ids, if padded { Some(&mask) } else { None })?;
+    let pooled = match pooling {
+        Pooling::Mean => bert::mean_pool(&hidden, &mask)?,
+        Pooling::Cls => hidden.narrow(1, 0, 1)?.squeeze(1)?,
+    };
+    Ok(bert::l2_normalize(&pooled)?.to_vec2::<f32>()?)
 }
 
 /// Cuts lengths sorted longest first into batches of at most `batch_size`, starting a new batch

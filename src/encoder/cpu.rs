@@ -1,0 +1,719 @@
+//! The fused CPU forward pass of BERT-family encoders: sequences packed without padding, each
+//! dense layer one direct `gemm` call with its bias (and residual) folded into the destination,
+//! attention per sequence and head in cache-sized query blocks, and in-place vectorised
+//! element-wise kernels. Same model and results as `bert::BertEncoder` (the candle reference,
+//! used on GPUs), with a handful of large buffers per batch instead of a tensor per operation.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use candle_core::safetensors::MmapedSafetensors;
+use candle_core::{DType, Device, Tensor};
+use gemm::Parallelism;
+use rayon::prelude::*;
+
+use super::bert::{Architecture, Config};
+use super::kernels;
+use super::manifest::Pooling;
+use super::quant::QuantizedMatrix;
+use super::sgemm::PackedMatrix;
+
+/// Numeric format of the dense-layer weights on the CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// f32 everywhere: matches the PyTorch reference to cosine 0.9999.
+    #[default]
+    F32,
+    /// Dense layers in int8 (weights per output channel, activations per row, both symmetric);
+    /// attention, softmax, GELU and LayerNorm stay f32.
+    Int8,
+}
+
+impl Precision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::F32 => "f32",
+            Self::Int8 => "int8",
+        }
+    }
+}
+
+/// Where the weights come from: memory-mapped safetensors files or (in tests) named tensors.
+pub enum WeightStore {
+    Mapped(MmapedSafetensors),
+    Tensors(HashMap<String, Tensor>),
+}
+
+impl WeightStore {
+    fn contains(&self, name: &str) -> bool {
+        match self {
+            Self::Mapped(st) => st.get(name).is_ok(),
+            Self::Tensors(map) => map.contains_key(name),
+        }
+    }
+
+    fn tensor(&self, name: &str) -> candle_core::Result<Tensor> {
+        match self {
+            Self::Mapped(st) => st.load(name, &Device::Cpu),
+            Self::Tensors(map) => map
+                .get(name)
+                .cloned()
+                .ok_or_else(|| candle_core::Error::Msg(format!("missing tensor `{name}`"))),
+        }
+    }
+
+    /// A tensor as an f32 vector of `len` values (its shape checked by element count).
+    fn values(&self, name: &str, len: usize) -> candle_core::Result<Vec<f32>> {
+        let values = self
+            .tensor(name)?
+            .to_dtype(DType::F32)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        if values.len() != len {
+            candle_core::bail!(
+                "tensor `{name}` has {} values, config.json implies {len}",
+                values.len()
+            );
+        }
+        Ok(values)
+    }
+}
+
+/// The word-embedding table. It is the largest tensor (250k x 384 for multilingual-e5-small),
+/// so rows stay in the memory-mapped file in its stored format and are converted when looked up.
+struct WordTable {
+    name: String,
+    width: usize,
+    rows: usize,
+    /// Present when the store holds tensors rather than a mapped file.
+    owned: Option<Vec<f32>>,
+}
+
+impl WordTable {
+    fn load(store: &WeightStore, name: String, config: &Config) -> candle_core::Result<Self> {
+        let (rows, width) = (config.vocab_size, config.hidden_size);
+        let owned = match store {
+            WeightStore::Mapped(st) => {
+                let view = st.get(&name)?;
+                if view.shape() != [rows, width] {
+                    candle_core::bail!(
+                        "tensor `{name}` has shape {:?}, config.json implies [{rows}, {width}]",
+                        view.shape()
+                    );
+                }
+                use safetensors::Dtype;
+                if !matches!(view.dtype(), Dtype::F32 | Dtype::F16 | Dtype::BF16) {
+                    candle_core::bail!("tensor `{name}` has unsupported type {:?}", view.dtype());
+                }
+                None
+            }
+            WeightStore::Tensors(_) => Some(store.values(&name, rows * width)?),
+        };
+        Ok(Self {
+            name,
+            width,
+            rows,
+            owned,
+        })
+    }
+
+    /// Writes the embedding of `id` into `out` (length `width`).
+    fn row(&self, store: &WeightStore, id: u32, out: &mut [f32]) -> candle_core::Result<()> {
+        let id = id as usize;
+        if id >= self.rows {
+            candle_core::bail!("token id {id} is outside the vocabulary of {}", self.rows);
+        }
+        if let Some(owned) = &self.owned {
+            out.copy_from_slice(&owned[id * self.width..(id + 1) * self.width]);
+            return Ok(());
+        }
+        let WeightStore::Mapped(st) = store else {
+            unreachable!("a table without owned rows comes from a mapped store")
+        };
+        let view = st.get(&self.name)?;
+        let bytes_per = view.data().len() / (self.rows * self.width);
+        let raw = &view.data()[id * self.width * bytes_per..(id + 1) * self.width * bytes_per];
+        use safetensors::Dtype;
+        for (value, chunk) in out.iter_mut().zip(raw.chunks_exact(bytes_per)) {
+            *value = match view.dtype() {
+                Dtype::F16 => half::f16::from_le_bytes([chunk[0], chunk[1]]).to_f32(),
+                Dtype::BF16 => half::bf16::from_le_bytes([chunk[0], chunk[1]]).to_f32(),
+                _ => f32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]),
+            };
+        }
+        Ok(())
+    }
+}
+
+/// A dense layer's weight in the form its matrix product wants.
+enum DenseWeight {
+    /// f32 panels for the AVX2 kernel (`sgemm.rs`).
+    Packed(PackedMatrix),
+    /// f32 transposed to (in, out) row-major, for the `gemm` crate on other CPUs.
+    Transposed(Vec<f32>),
+    /// int8 panels (`quant.rs`).
+    Int8(QuantizedMatrix),
+}
+
+struct Dense {
+    inputs: usize,
+    outputs: usize,
+    weight: DenseWeight,
+    bias: Vec<f32>,
+}
+
+impl Dense {
+    /// From `transformers` weights of shape (out, in), possibly several stacked along `out`.
+    fn load(
+        store: &WeightStore,
+        prefixes: &[String],
+        inputs: usize,
+        outputs_each: usize,
+        precision: Precision,
+    ) -> candle_core::Result<Self> {
+        let outputs = outputs_each * prefixes.len();
+        let mut weight = Vec::with_capacity(outputs * inputs);
+        let mut bias = Vec::with_capacity(outputs);
+        for prefix in prefixes {
+            weight.extend(store.values(&format!("{prefix}.weight"), outputs_each * inputs)?);
+            bias.extend(store.values(&format!("{prefix}.bias"), outputs_each)?);
+        }
+        let weight = match precision {
+            Precision::Int8 => {
+                DenseWeight::Int8(QuantizedMatrix::from_rows(&weight, outputs, inputs))
+            }
+            Precision::F32 if PackedMatrix::supported() => {
+                DenseWeight::Packed(PackedMatrix::from_transposed(&weight, outputs, inputs))
+            }
+            Precision::F32 => {
+                let mut weight_t = vec![0f32; inputs * outputs];
+                for o in 0..outputs {
+                    for i in 0..inputs {
+                        weight_t[i * outputs + o] = weight[o * inputs + i];
+                    }
+                }
+                DenseWeight::Transposed(weight_t)
+            }
+        };
+        Ok(Self {
+            inputs,
+            outputs,
+            weight,
+            bias,
+        })
+    }
+
+    /// `out += x @ W^T` for `rows` rows of `x` (rows x inputs) into `out` (rows x outputs).
+    fn accumulate(&self, x: &[f32], rows: usize, out: &mut [f32]) {
+        debug_assert_eq!(x.len(), rows * self.inputs);
+        debug_assert_eq!(out.len(), rows * self.outputs);
+        let weight_t = match &self.weight {
+            DenseWeight::Packed(packed) => return packed.accumulate(x, rows, out),
+            DenseWeight::Int8(quantized) => return quantized.accumulate(x, rows, out),
+            DenseWeight::Transposed(weight_t) => weight_t,
+        };
+        // SAFETY: the three buffers are distinct, row-major and sized as asserted above.
+        unsafe {
+            matmul(
+                rows,
+                self.outputs,
+                self.inputs,
+                MatrixMut::row_major(out.as_mut_ptr(), self.outputs),
+                Matrix::row_major(x.as_ptr(), self.inputs),
+                Matrix::row_major(weight_t.as_ptr(), self.outputs),
+                1.0,
+                true,
+                gemm_parallelism(rows),
+            );
+        }
+    }
+}
+
+struct Norm {
+    gamma: Vec<f32>,
+    beta: Vec<f32>,
+}
+
+impl Norm {
+    fn load(store: &WeightStore, prefix: &str, width: usize) -> candle_core::Result<Self> {
+        Ok(Self {
+            gamma: store.values(&format!("{prefix}.weight"), width)?,
+            beta: store.values(&format!("{prefix}.bias"), width)?,
+        })
+    }
+
+    fn apply(&self, rows: &mut [f32], eps: f32) {
+        let width = self.gamma.len();
+        rows.par_chunks_mut(width * ROWS_PER_TASK)
+            .for_each(|chunk| kernels::layer_norm_rows(chunk, &self.gamma, &self.beta, eps));
+    }
+}
+
+struct Layer {
+    qkv: Dense,
+    attention_out: Dense,
+    attention_norm: Norm,
+    intermediate: Dense,
+    output: Dense,
+    output_norm: Norm,
+}
+
+#[derive(Clone, Copy)]
+enum Activation {
+    GeluErf,
+    GeluTanh,
+    Relu,
+}
+
+/// Rows per parallel task in element-wise passes: enough work to amortise scheduling.
+const ROWS_PER_TASK: usize = 64;
+/// Query rows per attention task: a 128 x 512 score block is 256 KiB, inside L2.
+const QUERY_BLOCK: usize = 128;
+
+/// Buffers of one forward pass, kept between batches: fresh multi-megabyte allocations would
+/// cost a page fault per 4 KiB each time (measured: 3-6% of the run).
+#[derive(Default)]
+struct Workspace {
+    hidden: Vec<f32>,
+    qkv: Vec<f32>,
+    context: Vec<f32>,
+    inner: Vec<f32>,
+}
+
+/// Per-task scratch of attention: a score block and the packed keys and values of one head.
+struct AttentionScratch {
+    scores: Vec<f32>,
+    keys: PackedMatrix,
+    values: PackedMatrix,
+}
+
+/// A BERT or XLM-RoBERTa encoder for the CPU.
+pub struct CpuEncoder {
+    workspace: Mutex<Workspace>,
+    store: WeightStore,
+    words: WordTable,
+    positions: Vec<f32>,
+    token_type: Vec<f32>,
+    embedding_norm: Norm,
+    layers: Vec<Layer>,
+    hidden: usize,
+    inner: usize,
+    heads: usize,
+    head_dim: usize,
+    eps: f32,
+    position_offset: usize,
+    max_positions: usize,
+    activation: Activation,
+}
+
+impl CpuEncoder {
+    pub fn load(
+        store: WeightStore,
+        config: &Config,
+        precision: Precision,
+    ) -> candle_core::Result<Self> {
+        if let Some(kind) = config.position_embedding_type.as_deref() {
+            if kind != "absolute" {
+                candle_core::bail!("unsupported position_embedding_type `{kind}` in config.json");
+            }
+        }
+        let activation = match config.hidden_act.as_str() {
+            "gelu" | "gelu_python" => Activation::GeluErf,
+            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Activation::GeluTanh,
+            "relu" => Activation::Relu,
+            other => candle_core::bail!("unsupported hidden_act `{other}` in config.json"),
+        };
+        let (hidden, inner) = (config.hidden_size, config.intermediate_size);
+        if config.num_attention_heads == 0 || hidden % config.num_attention_heads != 0 {
+            candle_core::bail!(
+                "hidden_size {hidden} is not a multiple of num_attention_heads {}",
+                config.num_attention_heads
+            );
+        }
+        // Checkpoints saved from task heads nest the encoder under `bert.` or `roberta.`.
+        let root = ["bert.", "roberta.", "xlm-roberta."]
+            .into_iter()
+            .find(|p| store.contains(&format!("{p}embeddings.word_embeddings.weight")))
+            .unwrap_or("");
+        let emb = format!("{root}embeddings");
+        let words = WordTable::load(&store, format!("{emb}.word_embeddings.weight"), config)?;
+        let positions = store.values(
+            &format!("{emb}.position_embeddings.weight"),
+            config.max_position_embeddings * hidden,
+        )?;
+        let token_types = store.values(
+            &format!("{emb}.token_type_embeddings.weight"),
+            config.type_vocab_size * hidden,
+        )?;
+        let embedding_norm = Norm::load(&store, &format!("{emb}.LayerNorm"), hidden)?;
+        let mut layers = Vec::with_capacity(config.num_hidden_layers);
+        for i in 0..config.num_hidden_layers {
+            let l = format!("{root}encoder.layer.{i}");
+            let qkv_names: Vec<String> = ["query", "key", "value"]
+                .iter()
+                .map(|n| format!("{l}.attention.self.{n}"))
+                .collect();
+            layers.push(Layer {
+                qkv: Dense::load(&store, &qkv_names, hidden, hidden, precision)?,
+                attention_out: Dense::load(
+                    &store,
+                    &[format!("{l}.attention.output.dense")],
+                    hidden,
+                    hidden,
+                    precision,
+                )?,
+                attention_norm: Norm::load(
+                    &store,
+                    &format!("{l}.attention.output.LayerNorm"),
+                    hidden,
+                )?,
+                intermediate: Dense::load(
+                    &store,
+                    &[format!("{l}.intermediate.dense")],
+                    hidden,
+                    inner,
+                    precision,
+                )?,
+                output: Dense::load(
+                    &store,
+                    &[format!("{l}.output.dense")],
+                    inner,
+                    hidden,
+                    precision,
+                )?,
+                output_norm: Norm::load(&store, &format!("{l}.output.LayerNorm"), hidden)?,
+            });
+        }
+        let position_offset = match config.architecture() {
+            Architecture::Bert => 0,
+            Architecture::XlmRoberta => config.pad_token_id + 1,
+        };
+        Ok(Self {
+            workspace: Mutex::new(Workspace::default()),
+            store,
+            words,
+            positions,
+            token_type: token_types[..hidden].to_vec(),
+            embedding_norm,
+            layers,
+            hidden,
+            inner,
+            heads: config.num_attention_heads,
+            head_dim: hidden / config.num_attention_heads,
+            eps: config.layer_norm_eps as f32,
+            position_offset,
+            max_positions: config.max_position_embeddings,
+            activation,
+        })
+    }
+
+    pub fn hidden_size(&self) -> usize {
+        self.hidden
+    }
+
+    /// Embeds each of `seqs`: the encoder runs over all of them packed one after another (no
+    /// padding), then each sequence's rows are pooled and L2-normalised.
+    pub fn embed(&self, seqs: &[&[u32]], pooling: Pooling) -> candle_core::Result<Vec<Vec<f32>>> {
+        let mut workspace = self.workspace.lock().unwrap_or_else(|e| e.into_inner());
+        let offsets: Vec<usize> = std::iter::once(0)
+            .chain(seqs.iter().scan(0, |acc, s| {
+                *acc += s.len();
+                Some(*acc)
+            }))
+            .collect();
+        self.forward(seqs, &offsets, &mut workspace)?;
+        let width = self.hidden;
+        Ok(offsets
+            .windows(2)
+            .map(|pair| {
+                let rows = &workspace.hidden[pair[0] * width..pair[1] * width];
+                let mut pooled = match pooling {
+                    Pooling::Mean => {
+                        let mut sum = vec![0f32; width];
+                        for row in rows.chunks_exact(width) {
+                            for (s, v) in sum.iter_mut().zip(row) {
+                                *s += v;
+                            }
+                        }
+                        let count = (pair[1] - pair[0]).max(1) as f32;
+                        sum.iter_mut().for_each(|s| *s /= count);
+                        sum
+                    }
+                    Pooling::Cls => rows.get(..width).unwrap_or(&[]).to_vec(),
+                };
+                let norm = pooled.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+                pooled.iter_mut().for_each(|v| *v /= norm);
+                pooled
+            })
+            .collect())
+    }
+
+    /// Last hidden states of the packed sequences into `workspace.hidden` (tokens x hidden).
+    fn forward(
+        &self,
+        seqs: &[&[u32]],
+        offsets: &[usize],
+        workspace: &mut Workspace,
+    ) -> candle_core::Result<()> {
+        let h = self.hidden;
+        let total = offsets[seqs.len()];
+        let Workspace {
+            hidden: x,
+            qkv,
+            context,
+            inner,
+        } = workspace;
+        // Every buffer is fully overwritten below, so stale contents from the last batch are fine.
+        x.resize(total * h, 0.0);
+        qkv.resize(total * 3 * h, 0.0);
+        context.resize(total * h, 0.0);
+        inner.resize(total * self.inner, 0.0);
+        for (seq, &start) in seqs.iter().zip(offsets) {
+            if self.position_offset + seq.len() > self.max_positions {
+                candle_core::bail!(
+                    "sequence of {} tokens exceeds the {} positions of the model",
+                    seq.len(),
+                    self.max_positions - self.position_offset
+                );
+            }
+            for (i, &id) in seq.iter().enumerate() {
+                let row = &mut x[(start + i) * h..(start + i + 1) * h];
+                self.words.row(&self.store, id, row)?;
+                let position = self.position_offset + i;
+                let pos = &self.positions[position * h..(position + 1) * h];
+                for ((v, p), t) in row.iter_mut().zip(pos).zip(&self.token_type) {
+                    *v += p + t;
+                }
+            }
+        }
+        self.embedding_norm.apply(x, self.eps);
+
+        let zeros = vec![0f32; h];
+        for layer in &self.layers {
+            // Q, K and V in one product, starting from the bias.
+            fill_parallel(qkv, &layer.qkv.bias);
+            layer.qkv.accumulate(x, total, qkv);
+            fill_parallel(context, &zeros);
+            self.attention(qkv, offsets, context);
+            // x <- LayerNorm(x + b + context @ Wo^T): the residual is the product's start value.
+            add_parallel(x, &layer.attention_out.bias);
+            layer.attention_out.accumulate(context, total, x);
+            layer.attention_norm.apply(x, self.eps);
+            fill_parallel(inner, &layer.intermediate.bias);
+            layer.intermediate.accumulate(x, total, inner);
+            let activation = self.activation;
+            inner
+                .par_chunks_mut(self.inner * ROWS_PER_TASK)
+                .for_each(|chunk| match activation {
+                    Activation::GeluErf => kernels::gelu_erf(chunk),
+                    Activation::GeluTanh => kernels::gelu_tanh(chunk),
+                    Activation::Relu => kernels::relu(chunk),
+                });
+            add_parallel(x, &layer.output.bias);
+            layer.output.accumulate(inner, total, x);
+            layer.output_norm.apply(x, self.eps);
+        }
+        Ok(())
+    }
+
+    /// Scaled dot-product attention of every sequence and head, adding each head's context
+    /// into its columns of `context` (total x hidden, zeroed by the caller). One task per
+    /// (sequence, head): it packs that head's keys and values once, then walks query blocks.
+    fn attention(&self, qkv: &[f32], offsets: &[usize], context: &mut [f32]) {
+        let (h, d) = (self.hidden, self.head_dim);
+        let stride = 3 * h;
+        let scale = 1.0 / (d as f32).sqrt();
+        let tasks: Vec<(usize, usize)> = (0..offsets.len() - 1)
+            .flat_map(|seq| (0..self.heads).map(move |head| (seq, head)))
+            .collect();
+        let out = SharedMut(context.as_mut_ptr());
+        let out_len = context.len();
+        let packed = PackedMatrix::supported();
+        let scratch = || AttentionScratch {
+            scores: Vec::new(),
+            keys: PackedMatrix::empty(),
+            values: PackedMatrix::empty(),
+        };
+        tasks
+            .into_par_iter()
+            .for_each_init(scratch, |scratch, (seq, head)| {
+                let start = offsets[seq];
+                let len = offsets[seq + 1] - start;
+                if len == 0 {
+                    return;
+                }
+                let q = &qkv[start * stride + head * d..];
+                let k = &qkv[start * stride + h + head * d..];
+                let v = &qkv[start * stride + 2 * h + head * d..];
+                if packed {
+                    scratch.keys.repack_transposed(k, len, d, stride);
+                    scratch.values.repack_rows(v, len, d, stride);
+                }
+                for q0 in (0..len).step_by(QUERY_BLOCK) {
+                    let rows = QUERY_BLOCK.min(len - q0);
+                    let scores = &mut scratch.scores;
+                    scores.clear();
+                    scores.resize(rows * len, 0.0);
+                    let q = &q[q0 * stride..];
+                    // SAFETY: each task writes only its own head's columns of its own
+                    // sequence's rows of `context`: disjoint blocks of one live buffer.
+                    let ctx = unsafe {
+                        let first = (start + q0) * h + head * d;
+                        std::slice::from_raw_parts_mut(
+                            out.get().add(first),
+                            ((rows - 1) * h + d).min(out_len - first),
+                        )
+                    };
+                    if packed {
+                        scratch
+                            .keys
+                            .accumulate_strided(q, stride, rows, scores, len);
+                        kernels::softmax_rows(scores, len, scale);
+                        scratch.values.accumulate_strided(scores, len, rows, ctx, h);
+                        continue;
+                    }
+                    // SAFETY: views lie inside `qkv`, `scores` and `ctx` (shapes and strides
+                    // from the packed layout above).
+                    unsafe {
+                        matmul(
+                            rows,
+                            len,
+                            d,
+                            MatrixMut::row_major(scores.as_mut_ptr(), len),
+                            Matrix::row_major(q.as_ptr(), stride),
+                            Matrix::transposed(k.as_ptr(), stride),
+                            1.0,
+                            false,
+                            Parallelism::None,
+                        );
+                        kernels::softmax_rows(scores, len, scale);
+                        matmul(
+                            rows,
+                            d,
+                            len,
+                            MatrixMut::row_major(ctx.as_mut_ptr(), h),
+                            Matrix::row_major(scores.as_ptr(), len),
+                            Matrix::row_major(v.as_ptr(), stride),
+                            1.0,
+                            false,
+                            Parallelism::None,
+                        );
+                    }
+                }
+            });
+    }
+}
+
+/// A raw pointer that attention tasks share to write disjoint blocks of one buffer.
+#[derive(Clone, Copy)]
+struct SharedMut(*mut f32);
+// SAFETY: tasks write disjoint regions only (see `CpuEncoder::attention`).
+unsafe impl Send for SharedMut {}
+unsafe impl Sync for SharedMut {}
+
+impl SharedMut {
+    // A method, not field access, so closures capture the whole (Send) wrapper.
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Matrix {
+    ptr: *const f32,
+    row_stride: isize,
+    col_stride: isize,
+}
+
+impl Matrix {
+    fn row_major(ptr: *const f32, row_stride: usize) -> Self {
+        Self {
+            ptr,
+            row_stride: row_stride as isize,
+            col_stride: 1,
+        }
+    }
+
+    /// The transpose of a row-major matrix with the given row stride.
+    fn transposed(ptr: *const f32, row_stride: usize) -> Self {
+        Self {
+            ptr,
+            row_stride: 1,
+            col_stride: row_stride as isize,
+        }
+    }
+}
+
+struct MatrixMut {
+    ptr: *mut f32,
+    row_stride: isize,
+}
+
+impl MatrixMut {
+    fn row_major(ptr: *mut f32, row_stride: usize) -> Self {
+        Self {
+            ptr,
+            row_stride: row_stride as isize,
+        }
+    }
+}
+
+/// `dst (m x n) = [dst +] scale * lhs (m x k) @ rhs (k x n)`.
+///
+/// # Safety
+/// Every view must be valid for its shape and strides, and `dst` must not overlap the inputs.
+#[allow(clippy::too_many_arguments)]
+unsafe fn matmul(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: MatrixMut,
+    lhs: Matrix,
+    rhs: Matrix,
+    scale: f32,
+    accumulate: bool,
+    parallelism: Parallelism,
+) {
+    gemm::gemm(
+        m,
+        n,
+        k,
+        dst.ptr,
+        1,
+        dst.row_stride,
+        accumulate,
+        lhs.ptr,
+        lhs.col_stride,
+        lhs.row_stride,
+        rhs.ptr,
+        rhs.col_stride,
+        rhs.row_stride,
+        1.0,
+        scale,
+        false,
+        false,
+        false,
+        parallelism,
+    );
+}
+
+/// Splits large products across the rayon pool; small ones run on the calling thread.
+fn gemm_parallelism(rows: usize) -> Parallelism {
+    let threads = rayon::current_num_threads();
+    if threads > 1 && rows >= 32 {
+        Parallelism::Rayon(threads)
+    } else {
+        Parallelism::None
+    }
+}
+
+fn fill_parallel(rows: &mut [f32], bias: &[f32]) {
+    rows.par_chunks_mut(bias.len() * ROWS_PER_TASK)
+        .for_each(|chunk| kernels::fill_rows(chunk, bias));
+}
+
+fn add_parallel(rows: &mut [f32], bias: &[f32]) {
+    rows.par_chunks_mut(bias.len() * ROWS_PER_TASK)
+        .for_each(|chunk| kernels::add_rows(chunk, bias));
+}
