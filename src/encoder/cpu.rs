@@ -290,7 +290,8 @@ struct AttentionScratch {
 
 /// A BERT or XLM-RoBERTa encoder for the CPU.
 pub struct CpuEncoder {
-    workspace: Mutex<Workspace>,
+    /// Free workspaces: one per batch in flight, reused by the next.
+    workspaces: Mutex<Vec<Workspace>>,
     store: WeightStore,
     words: WordTable,
     positions: Vec<f32>,
@@ -390,7 +391,7 @@ impl CpuEncoder {
             Architecture::XlmRoberta => config.pad_token_id + 1,
         };
         Ok(Self {
-            workspace: Mutex::new(Workspace::default()),
+            workspaces: Mutex::new(Vec::new()),
             store,
             words,
             positions,
@@ -415,19 +416,27 @@ impl CpuEncoder {
     /// Embeds each of `seqs`: the encoder runs over all of them packed one after another (no
     /// padding), then each sequence's rows are pooled and L2-normalised.
     pub fn embed(&self, seqs: &[&[u32]], pooling: Pooling) -> candle_core::Result<Vec<Vec<f32>>> {
-        let mut workspace = self.workspace.lock().unwrap_or_else(|e| e.into_inner());
+        let free = || self.workspaces.lock().unwrap_or_else(|e| e.into_inner());
+        let mut workspace = free().pop().unwrap_or_default();
         let offsets: Vec<usize> = std::iter::once(0)
             .chain(seqs.iter().scan(0, |acc, s| {
                 *acc += s.len();
                 Some(*acc)
             }))
             .collect();
-        self.forward(seqs, &offsets, &mut workspace)?;
+        let result = self.forward(seqs, &offsets, &mut workspace);
+        let pooled = result.map(|()| self.pool(&workspace.hidden, &offsets, pooling));
+        free().push(workspace);
+        pooled
+    }
+
+    /// Pools each sequence's rows of `hidden` (mean or first token) and L2-normalises.
+    fn pool(&self, hidden: &[f32], offsets: &[usize], pooling: Pooling) -> Vec<Vec<f32>> {
         let width = self.hidden;
-        Ok(offsets
+        offsets
             .windows(2)
             .map(|pair| {
-                let rows = &workspace.hidden[pair[0] * width..pair[1] * width];
+                let rows = &hidden[pair[0] * width..pair[1] * width];
                 let mut pooled = match pooling {
                     Pooling::Mean => {
                         let mut sum = vec![0f32; width];
@@ -446,7 +455,7 @@ impl CpuEncoder {
                 pooled.iter_mut().for_each(|v| *v /= norm);
                 pooled
             })
-            .collect())
+            .collect()
     }
 
     /// Last hidden states of the packed sequences into `workspace.hidden` (tokens x hidden).

@@ -153,6 +153,31 @@ simd_kernels! {
         }
     }
 
+    /// Symmetric per-row quantization for the int8 path: each `width`-long row of `rows` becomes
+    /// integers in [-max, max] in the matching `stride`-long row of `out` (the rest of that row
+    /// untouched), and its scale (value = integer x scale) goes to `scales`.
+    pub fn quantize_rows(rows: &[f32], width: usize, out: &mut [i16], stride: usize, max: f32, scales: &mut [f32]) {
+        for ((row, q), scale) in rows.chunks_exact(width).zip(out.chunks_exact_mut(stride)).zip(scales.iter_mut()) {
+            let mut acc = [0f32; LANES];
+            let chunks = row.chunks_exact(LANES);
+            let tail = chunks.remainder().iter().fold(0f32, |m, x| m.max(x.abs()));
+            for chunk in chunks {
+                for (a, x) in acc.iter_mut().zip(chunk) {
+                    *a = a.max(x.abs());
+                }
+            }
+            let amax = acc.iter().fold(tail, |m, &x| m.max(x));
+            let inv = if amax > 0.0 { max / amax } else { 0.0 };
+            *scale = if amax > 0.0 { amax / max } else { 0.0 };
+            for (q, &x) in q.iter_mut().zip(row) {
+                // max/min map NaN to -max, keeping the unchecked conversion in range.
+                let level = (x * inv).round_ties_even().max(-max).min(max);
+                // SAFETY: level is an integer in [-max, max] and max <= 32767.
+                *q = unsafe { level.to_int_unchecked::<i32>() } as i16;
+            }
+        }
+    }
+
     /// Adds `bias` to every row of `rows` (row width = `bias.len()`).
     pub fn add_rows(rows: &mut [f32], bias: &[f32]) {
         for row in rows.chunks_exact_mut(bias.len()) {

@@ -379,15 +379,29 @@ impl Encoder {
                 .collect(),
             Backend::Candle(_) => length_batches(&lengths, batch_size),
         };
-        let mut start = 0;
-        for end in ends {
-            let batch = &order[start..end];
+        let batches: Vec<&[usize]> = std::iter::once(0)
+            .chain(ends.iter().copied())
+            .zip(ends.iter().copied())
+            .map(|(start, end)| &order[start..end])
+            .collect();
+        let run = |batch: &&[usize]| {
             let seqs: Vec<&[u32]> = batch.iter().map(|&i| windows[i]).collect();
-            let rows = self.forward_batch(&seqs)?;
-            for (&i, row) in batch.iter().zip(rows) {
+            self.forward_batch(&seqs)
+        };
+        // On the CPU each thread takes whole batches (the products inside still split when a
+        // thread is idle): no barrier per operation, and each batch's buffers stay in one core's
+        // cache. The GPU runs batches one after another.
+        let results: Vec<Result<Vec<Vec<f32>>, EncoderError>> = match self.model {
+            Backend::Cpu(_) => {
+                use rayon::prelude::*;
+                batches.par_iter().map(run).collect()
+            }
+            Backend::Candle(_) => batches.iter().map(run).collect(),
+        };
+        for (batch, rows) in batches.iter().zip(results) {
+            for (&i, row) in batch.iter().zip(rows?) {
                 out[i] = row;
             }
-            start = end;
         }
         Ok(out)
     }

@@ -8,6 +8,8 @@
 
 use rayon::prelude::*;
 
+use super::kernels;
+
 /// Columns of one packed panel (two registers of eight int32 sums).
 const NR: usize = 16;
 const MR: usize = 6;
@@ -105,13 +107,9 @@ impl QuantizedMatrix {
         out.clear();
         out.resize(rows * self.k_even, 0);
         scales.clear();
-        for (row, q) in a
-            .chunks_exact(self.k)
-            .zip(out.chunks_exact_mut(self.k_even))
-        {
-            let scale = quantize_row(row, &mut q[..self.k], self.activation_max);
-            scales.push(scale);
-        }
+        scales.resize(rows, 0.0);
+        let max = self.activation_max;
+        kernels::quantize_rows(a, self.k, out, self.k_even, max, scales);
     }
 
     #[cfg(target_arch = "x86_64")]
@@ -173,20 +171,6 @@ impl QuantizedMatrix {
             }
         }
     }
-}
-
-/// Quantizes one row to `[-max, max]`; returns its scale (value = level * scale).
-fn quantize_row(row: &[f32], out: &mut [i16], max: f32) -> f32 {
-    let amax = row.iter().fold(0f32, |m, &x| m.max(x.abs()));
-    if amax == 0.0 {
-        out.iter_mut().for_each(|q| *q = 0);
-        return 0.0;
-    }
-    let inv = max / amax;
-    for (q, &x) in out.iter_mut().zip(row) {
-        *q = (x * inv).round() as i16;
-    }
-    amax / max
 }
 
 /// One micro-kernel call: an R x 16 output tile over `pairs` depth pairs.
