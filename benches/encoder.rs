@@ -1,12 +1,13 @@
 //! Encoder forward-pass throughput at sequence lengths 64/256/512 and batch sizes 1/8/32, on the
-//! shared multilingual-e5-small (f32 on CPU). Run: `cargo bench --bench encoder`.
+//! shared multilingual-e5-small on the CPU, f32 and int8 (reported apart). Run:
+//! `cargo bench --bench encoder` (or `--profile dev`, which is optimised too and already built).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use spyglass::encoder::{default_device, Encoder, EncoderSource, Precision, WindowOverrides};
 
 const MODEL_DIR: &str = "../shared/models/multilingual-e5-small";
 
-fn load() -> Encoder {
+fn load(precision: Precision) -> Encoder {
     let files = EncoderSource::local(MODEL_DIR)
         .resolve()
         .expect("the shared encoder folder is next to the repository");
@@ -14,7 +15,7 @@ fn load() -> Encoder {
         files,
         WindowOverrides::default(),
         &default_device(),
-        Precision::F32,
+        precision,
     )
     .expect("encoder loads")
 }
@@ -28,26 +29,28 @@ fn window(len: usize, salt: usize) -> Vec<u32> {
 }
 
 fn forward(c: &mut Criterion) {
-    let encoder = load();
-    let mut group = c.benchmark_group("encoder_forward");
-    group.sample_size(10);
-    for len in [64usize, 256, 512] {
-        for batch in [1usize, 8, 32] {
-            // 512 x 32 takes about half a minute per iteration on 2 cores: opt in.
-            if len * batch > 8192 && std::env::var_os("SPYGLASS_BENCH_FULL").is_none() {
-                continue;
+    for precision in [Precision::F32, Precision::Int8] {
+        let encoder = load(precision);
+        let mut group = c.benchmark_group(format!("encoder_forward_{}", precision.as_str()));
+        group.sample_size(10);
+        for len in [64usize, 256, 512] {
+            for batch in [1usize, 8, 32] {
+                // 512 x 32 takes several seconds per iteration on 2 cores: opt in.
+                if len * batch > 8192 && std::env::var_os("SPYGLASS_BENCH_FULL").is_none() {
+                    continue;
+                }
+                let windows: Vec<Vec<u32>> = (0..batch).map(|b| window(len, b)).collect();
+                let refs: Vec<&[u32]> = windows.iter().map(Vec::as_slice).collect();
+                group.throughput(Throughput::Elements((len * batch) as u64));
+                group.bench_with_input(
+                    BenchmarkId::new(format!("len{len}"), batch),
+                    &refs,
+                    |b, refs| b.iter(|| encoder.embed_windows(refs, batch).unwrap()),
+                );
             }
-            let windows: Vec<Vec<u32>> = (0..batch).map(|b| window(len, b)).collect();
-            let refs: Vec<&[u32]> = windows.iter().map(Vec::as_slice).collect();
-            group.throughput(Throughput::Elements((len * batch) as u64));
-            group.bench_with_input(
-                BenchmarkId::new(format!("len{len}"), batch),
-                &refs,
-                |b, refs| b.iter(|| encoder.embed_windows(refs, batch).unwrap()),
-            );
         }
+        group.finish();
     }
-    group.finish();
 }
 
 criterion_group!(benches, forward);

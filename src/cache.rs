@@ -306,6 +306,8 @@ impl EmbeddingCache {
 pub struct CacheStats {
     pub hits: usize,
     pub misses: usize,
+    /// Wall time spent in the encoder (tokenizing and embedding the misses).
+    pub encoder_seconds: f64,
 }
 
 /// An encoder with an optional cache in front of it.
@@ -375,7 +377,9 @@ impl CachedEncoder {
         self.stats.misses += missing.len();
         if !missing.is_empty() {
             let to_embed: Vec<Document<'_>> = missing.iter().map(|&i| docs[i]).collect();
+            let started = std::time::Instant::now();
             let embedded = self.encoder.embed(&to_embed, self.batch_size)?;
+            self.stats.encoder_seconds += started.elapsed().as_secs_f64();
             if let Some(cache) = &mut self.cache {
                 let entries: Vec<(String, &ArticleEmbedding)> = missing
                     .iter()

@@ -106,9 +106,10 @@ pub fn run(args: &EmbedArgs) -> anyhow::Result<Outcome> {
     progress.finish();
     let seconds = progress.seconds();
     eprintln!(
-        "embedded {articles} articles ({errors} bad records), {windows} windows, {tokens} tokens in {seconds:.1} s: {:.2} articles/s, {:.0} tokens/s",
+        "embedded {articles} articles ({errors} bad records), {windows} windows, {tokens} tokens in {seconds:.1} s: {:.2} articles/s, {:.0} tokens/s ({} encoder)",
         articles as f64 / seconds.max(1e-9),
         tokens as f64 / seconds.max(1e-9),
+        encoder.precision().as_str(),
     );
     Ok(Outcome::Ok)
 }

@@ -123,12 +123,14 @@ pub fn run(args: &LabelArgs) -> anyhow::Result<Outcome> {
         .filter(|(_, &n)| n > 0)
         .map(|(t, n)| format!("{t} {n}"))
         .collect();
+    let (seconds, stats) = (progress.seconds(), model.encoder.stats);
     eprintln!(
-        "labelled {labelled} articles ({errors} bad records) with {} in {:.1} s; embeddings: {} cached, {} computed; assigned: {}",
+        "labelled {labelled} articles ({errors} bad records) with {} in {seconds:.1} s (encoder {:.1} s, everything else {:.1}%); embeddings: {} cached, {} computed; assigned: {}",
         model.model_name,
-        progress.seconds(),
-        model.encoder.stats.hits,
-        model.encoder.stats.misses,
+        stats.encoder_seconds,
+        100.0 * (seconds - stats.encoder_seconds).max(0.0) / seconds.max(1e-9),
+        stats.hits,
+        stats.misses,
         if counts.is_empty() { "none".into() } else { counts.join(", ") }
     );
     Ok(Outcome::Ok)

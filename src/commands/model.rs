@@ -84,6 +84,15 @@ pub fn encoder_pin(encoder: &CachedEncoder) -> EncoderPin {
     }
 }
 
+/// The name reports and labels carry: marked when the encoder runs in int8, so approximate
+/// figures are never mistaken for f32 ones.
+fn with_precision(name: String, enc: &EncoderArgs) -> String {
+    match enc.precision() {
+        crate::encoder::Precision::F32 => name,
+        other => format!("{name} ({} encoder)", other.as_str()),
+    }
+}
+
 pub fn load_model(
     model: &ModelArgs,
     enc: &EncoderArgs,
@@ -102,7 +111,7 @@ pub fn load_model(
             encoder,
             classifier,
             taxonomy,
-            model_name: "zero-shot".into(),
+            model_name: with_precision("zero-shot".into(), enc),
             manifest: None,
         });
     }
@@ -171,7 +180,7 @@ pub fn load_model(
         encoder,
         classifier: Classifier { topics, heads },
         taxonomy,
-        model_name: format!("{}@{}", m.name, m.version),
+        model_name: with_precision(format!("{}@{}", m.name, m.version), enc),
         manifest: Some(bundle.manifest),
     })
 }

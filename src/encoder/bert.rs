@@ -352,14 +352,17 @@ pub fn l2_normalize(xs: &Tensor) -> Result<Tensor> {
     xs.broadcast_div(&norms)
 }
 
+/// A tiny random encoder in `transformers`' tensor names, shared by the encoder tests.
 #[cfg(test)]
-mod tests {
+pub(crate) mod test_support {
     use std::collections::HashMap;
 
-    use super::*;
+    use candle_core::{Device, Tensor};
+
+    use super::Config;
 
     /// Random weights for a tiny encoder, named as `transformers` saves them under `prefix`.
-    fn tiny_weights(prefix: &str, positions: usize) -> HashMap<String, Tensor> {
+    pub(crate) fn tiny_weights(prefix: &str, positions: usize) -> HashMap<String, Tensor> {
         let dev = Device::Cpu;
         let (hidden, inner, vocab) = (8, 16, 50);
         let mut seed = 1u64;
@@ -426,7 +429,7 @@ mod tests {
         w
     }
 
-    fn config(model_type: &str, positions: usize) -> Config {
+    pub(crate) fn config(model_type: &str, positions: usize) -> Config {
         serde_json::from_value(serde_json::json!({
             "vocab_size": 50, "hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2,
             "intermediate_size": 16, "max_position_embeddings": positions, "type_vocab_size": 1,
@@ -434,6 +437,12 @@ mod tests {
         }))
         .unwrap()
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::{config, tiny_weights};
+    use super::*;
 
     #[test]
     fn xlm_roberta_positions_start_after_padding_index() {

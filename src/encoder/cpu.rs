@@ -281,9 +281,11 @@ struct Workspace {
     inner: Vec<f32>,
 }
 
-/// Per-task scratch of attention: a score block and the packed keys and values of one head.
+/// Per-thread scratch of attention: a score block, its row sums, and the packed keys and
+/// values of one head.
 struct AttentionScratch {
     scores: Vec<f32>,
+    sums: Vec<f32>,
     keys: PackedMatrix,
     values: PackedMatrix,
 }
@@ -498,12 +500,10 @@ impl CpuEncoder {
         }
         self.embedding_norm.apply(x, self.eps);
 
-        let zeros = vec![0f32; h];
         for layer in &self.layers {
             // Q, K and V in one product, starting from the bias.
             fill_parallel(qkv, &layer.qkv.bias);
             layer.qkv.accumulate(x, total, qkv);
-            fill_parallel(context, &zeros);
             self.attention(qkv, offsets, context);
             // x <- LayerNorm(x + b + context @ Wo^T): the residual is the product's start value.
             add_parallel(x, &layer.attention_out.bias);
@@ -526,9 +526,9 @@ impl CpuEncoder {
         Ok(())
     }
 
-    /// Scaled dot-product attention of every sequence and head, adding each head's context
-    /// into its columns of `context` (total x hidden, zeroed by the caller). One task per
-    /// (sequence, head): it packs that head's keys and values once, then walks query blocks.
+    /// Scaled dot-product attention of every sequence and head, writing each head's context
+    /// into its columns of `context` (total x hidden). One task per (sequence, head): it packs
+    /// that head's keys and values once, then walks query blocks.
     fn attention(&self, qkv: &[f32], offsets: &[usize], context: &mut [f32]) {
         let (h, d) = (self.hidden, self.head_dim);
         let stride = 3 * h;
@@ -539,31 +539,30 @@ impl CpuEncoder {
         let out = SharedMut(context.as_mut_ptr());
         let out_len = context.len();
         let packed = PackedMatrix::supported();
-        let scratch = || AttentionScratch {
-            scores: Vec::new(),
-            keys: PackedMatrix::empty(),
-            values: PackedMatrix::empty(),
-        };
-        tasks
-            .into_par_iter()
-            .for_each_init(scratch, |scratch, (seq, head)| {
-                let start = offsets[seq];
-                let len = offsets[seq + 1] - start;
-                if len == 0 {
-                    return;
-                }
-                let q = &qkv[start * stride + head * d..];
-                let k = &qkv[start * stride + h + head * d..];
-                let v = &qkv[start * stride + 2 * h + head * d..];
+        tasks.into_par_iter().for_each(|(seq, head)| {
+            let start = offsets[seq];
+            let len = offsets[seq + 1] - start;
+            if len == 0 {
+                return;
+            }
+            let q = &qkv[start * stride + head * d..];
+            let k = &qkv[start * stride + h + head * d..];
+            let v = &qkv[start * stride + 2 * h + head * d..];
+            ATTENTION_SCRATCH.with_borrow_mut(|scratch| {
                 if packed {
                     scratch.keys.repack_transposed(k, len, d, stride);
                     scratch.values.repack_rows(v, len, d, stride);
                 }
                 for q0 in (0..len).step_by(QUERY_BLOCK) {
                     let rows = QUERY_BLOCK.min(len - q0);
-                    let scores = &mut scratch.scores;
-                    scores.clear();
+                    let AttentionScratch {
+                        scores,
+                        sums,
+                        keys,
+                        values,
+                    } = scratch;
                     scores.resize(rows * len, 0.0);
+                    sums.resize(rows, 0.0);
                     let q = &q[q0 * stride..];
                     // SAFETY: each task writes only its own head's columns of its own
                     // sequence's rows of `context`: disjoint blocks of one live buffer.
@@ -574,44 +573,60 @@ impl CpuEncoder {
                             ((rows - 1) * h + d).min(out_len - first),
                         )
                     };
+                    // scores = q @ k^T; weights = exp(scale * (scores - max)); ctx = weights @ v
+                    // divided row by row by the weights' sums.
                     if packed {
-                        scratch
-                            .keys
-                            .accumulate_strided(q, stride, rows, scores, len);
-                        kernels::softmax_rows(scores, len, scale);
-                        scratch.values.accumulate_strided(scores, len, rows, ctx, h);
-                        continue;
+                        keys.overwrite_strided(q, stride, rows, scores, len);
+                        kernels::exp_rows(scores, len, scale, sums);
+                        values.overwrite_strided(scores, len, rows, ctx, h);
+                    } else {
+                        // SAFETY: views lie inside `qkv`, `scores` and `ctx` (shapes and
+                        // strides from the packed layout above).
+                        unsafe {
+                            matmul(
+                                rows,
+                                len,
+                                d,
+                                MatrixMut::row_major(scores.as_mut_ptr(), len),
+                                Matrix::row_major(q.as_ptr(), stride),
+                                Matrix::transposed(k.as_ptr(), stride),
+                                1.0,
+                                false,
+                                Parallelism::None,
+                            );
+                            kernels::exp_rows(scores, len, scale, sums);
+                            matmul(
+                                rows,
+                                d,
+                                len,
+                                MatrixMut::row_major(ctx.as_mut_ptr(), h),
+                                Matrix::row_major(scores.as_ptr(), len),
+                                Matrix::row_major(v.as_ptr(), stride),
+                                1.0,
+                                false,
+                                Parallelism::None,
+                            );
+                        }
                     }
-                    // SAFETY: views lie inside `qkv`, `scores` and `ctx` (shapes and strides
-                    // from the packed layout above).
-                    unsafe {
-                        matmul(
-                            rows,
-                            len,
-                            d,
-                            MatrixMut::row_major(scores.as_mut_ptr(), len),
-                            Matrix::row_major(q.as_ptr(), stride),
-                            Matrix::transposed(k.as_ptr(), stride),
-                            1.0,
-                            false,
-                            Parallelism::None,
-                        );
-                        kernels::softmax_rows(scores, len, scale);
-                        matmul(
-                            rows,
-                            d,
-                            len,
-                            MatrixMut::row_major(ctx.as_mut_ptr(), h),
-                            Matrix::row_major(scores.as_ptr(), len),
-                            Matrix::row_major(v.as_ptr(), stride),
-                            1.0,
-                            false,
-                            Parallelism::None,
-                        );
+                    for (r, &sum) in sums.iter().enumerate() {
+                        let inv = 1.0 / sum;
+                        ctx[r * h..r * h + d].iter_mut().for_each(|x| *x *= inv);
                     }
                 }
             });
+        });
     }
+}
+
+thread_local! {
+    /// Attention scratch per worker thread, reused across heads, layers and batches.
+    static ATTENTION_SCRATCH: std::cell::RefCell<AttentionScratch> =
+        std::cell::RefCell::new(AttentionScratch {
+            scores: Vec::new(),
+            sums: Vec::new(),
+            keys: PackedMatrix::empty(),
+            values: PackedMatrix::empty(),
+        });
 }
 
 /// A raw pointer that attention tasks share to write disjoint blocks of one buffer.
@@ -725,4 +740,101 @@ fn fill_parallel(rows: &mut [f32], bias: &[f32]) {
 fn add_parallel(rows: &mut [f32], bias: &[f32]) {
     rows.par_chunks_mut(bias.len() * ROWS_PER_TASK)
         .for_each(|chunk| kernels::add_rows(chunk, bias));
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{DType, Device, Tensor};
+    use candle_nn::VarBuilder;
+
+    use super::super::bert::test_support::{config, tiny_weights};
+    use super::super::bert::{l2_normalize, mean_pool, BertEncoder};
+    use super::*;
+
+    fn cosine(a: &[f32], b: &[f32]) -> f32 {
+        let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+        let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        dot / (norm(a) * norm(b))
+    }
+
+    /// The candle encoder (padded batch, mask, mean pooling): the reference for the CPU path.
+    fn candle_embeddings(prefix: &str, model_type: &str, seqs: &[&[u32]]) -> Vec<Vec<f32>> {
+        let dev = Device::Cpu;
+        let vb = VarBuilder::from_tensors(tiny_weights(prefix, 12), DType::F32, &dev);
+        let model = BertEncoder::load(vb, &config(model_type, 12)).unwrap();
+        let width = seqs.iter().map(|s| s.len()).max().unwrap();
+        let mut ids = Vec::new();
+        let mut mask = Vec::new();
+        for seq in seqs {
+            ids.extend(
+                seq.iter()
+                    .copied()
+                    .chain(std::iter::repeat_n(1, width - seq.len())),
+            );
+            mask.extend((0..width).map(|i| u8::from(i < seq.len())));
+        }
+        let ids = Tensor::from_vec(ids, (seqs.len(), width), &dev).unwrap();
+        let mask = Tensor::from_vec(mask, (seqs.len(), width), &dev).unwrap();
+        let hidden = model.forward(&ids, Some(&mask)).unwrap();
+        l2_normalize(&mean_pool(&hidden, &mask).unwrap())
+            .unwrap()
+            .to_vec2()
+            .unwrap()
+    }
+
+    #[test]
+    fn packed_cpu_forward_matches_the_candle_encoder() {
+        // Unequal lengths: the CPU path packs them without padding, candle pads and masks.
+        let seqs: [&[u32]; 3] = [
+            &[0, 7, 9, 23, 2],
+            &[0, 4, 2],
+            &[0, 11, 12, 13, 14, 15, 16, 2],
+        ];
+        for (prefix, model_type) in [("", "bert"), ("roberta.", "xlm-roberta")] {
+            let want = candle_embeddings(prefix, model_type, &seqs);
+            let cfg = config(model_type, 12);
+            let store = WeightStore::Tensors(tiny_weights(prefix, 12));
+            let cpu = CpuEncoder::load(store, &cfg, Precision::F32).unwrap();
+            let got = cpu.embed(&seqs, Pooling::Mean).unwrap();
+            for (g, w) in got.iter().zip(&want) {
+                let max_diff = g
+                    .iter()
+                    .zip(w)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0f32, f32::max);
+                assert!(max_diff < 1e-5, "{model_type}: max difference {max_diff}");
+            }
+            let int8 = CpuEncoder::load(
+                WeightStore::Tensors(tiny_weights(prefix, 12)),
+                &cfg,
+                Precision::Int8,
+            )
+            .unwrap()
+            .embed(&seqs, Pooling::Mean)
+            .unwrap();
+            for (q, w) in int8.iter().zip(&want) {
+                assert!(
+                    cosine(q, w) > 0.99,
+                    "{model_type} int8 cosine {}",
+                    cosine(q, w)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn too_long_sequences_and_unknown_ids_are_errors() {
+        let cfg = config("bert", 12);
+        let cpu = CpuEncoder::load(
+            WeightStore::Tensors(tiny_weights("", 12)),
+            &cfg,
+            Precision::F32,
+        )
+        .unwrap();
+        let long: Vec<u32> = vec![3; 13];
+        assert!(cpu.embed(&[&long], Pooling::Mean).is_err());
+        assert!(cpu.embed(&[&[0, 50, 2]], Pooling::Mean).is_err());
+        // A failed batch leaves the encoder usable.
+        assert_eq!(cpu.embed(&[&[0, 4, 2]], Pooling::Cls).unwrap()[0].len(), 8);
+    }
 }

@@ -61,6 +61,7 @@ fn lane_max(xs: &[f32]) -> f32 {
 #[inline(always)]
 fn exp(x: f32) -> f32 {
     // max/min rather than clamp: a NaN input becomes -87.3 instead of reaching the conversion.
+    #[allow(clippy::manual_clamp)]
     let x = x.max(-87.3).min(88.0);
     let n = (x * std::f32::consts::LOG2_E + 0.5).floor();
     let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
@@ -68,7 +69,7 @@ fn exp(x: f32) -> f32 {
     let p = ((((1.987_569_2e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
         + 1.666_666_5e-1)
         * r
-        + 5.000_000_1e-1;
+        + 0.5;
     let p = p * r2 + r + 1.0;
     // SAFETY: n is an integer in [-126, 127] here, so the conversion cannot overflow; the
     // unchecked form vectorises (vcvttps2dq) where the saturating `as` would not.
@@ -113,18 +114,26 @@ simd_kernels! {
         }
     }
 
-    /// Softmax of `scale * row` for every `width`-long row of `rows`, in place (`scale` > 0:
-    /// attention folds its 1/sqrt(d) here instead of a pass of its own).
-    pub fn softmax_rows(rows: &mut [f32], width: usize, scale: f32) {
-        for row in rows.chunks_exact_mut(width) {
+    /// The unnormalised half of a softmax of `scale * row`, for every `width`-long row of
+    /// `rows`: `e^(scale * (x - max))` in place, each row's sum into `sums`. Attention divides
+    /// its (rows x head) output by the sums instead of the (rows x width) weights (`scale` > 0).
+    pub fn exp_rows(rows: &mut [f32], width: usize, scale: f32, sums: &mut [f32]) {
+        for (row, sum) in rows.chunks_exact_mut(width).zip(sums.iter_mut()) {
             let max = lane_max(row);
-            for x in row.iter_mut() {
+            let mut acc = [0f32; LANES];
+            let mut chunks = row.chunks_exact_mut(LANES);
+            for chunk in &mut chunks {
+                for (a, x) in acc.iter_mut().zip(chunk.iter_mut()) {
+                    *x = exp((*x - max) * scale);
+                    *a += *x;
+                }
+            }
+            let mut tail = 0.0;
+            for x in chunks.into_remainder() {
                 *x = exp((*x - max) * scale);
+                tail += *x;
             }
-            let inv = 1.0 / lane_sum(row);
-            for x in row.iter_mut() {
-                *x *= inv;
-            }
+            *sum = acc.iter().sum::<f32>() + tail;
         }
     }
 
@@ -241,17 +250,27 @@ mod tests {
     }
 
     #[test]
-    fn softmax_rows_sum_to_one_and_keep_order() {
+    fn exp_rows_give_softmax_after_division() {
         let mut rows = vec![
             1.0, 2.0, 3.0, -1e9, 0.5, 0.5, 0.5, 0.5, 0.0, 100.0, -100.0, 3.0,
         ];
-        softmax_rows(&mut rows, 4, 1.0);
-        for row in rows.chunks(4) {
+        let mut sums = [0f32; 3];
+        exp_rows(&mut rows, 4, 1.0, &mut sums);
+        for (row, sum) in rows.chunks_mut(4).zip(sums) {
+            row.iter_mut().for_each(|x| *x /= sum);
             assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-6);
         }
         assert!(rows[2] > rows[1] && rows[1] > rows[0] && rows[3] < 1e-30);
+        let want = 1.0 / (1.0 + (-1f32).exp() + (-2f32).exp());
+        assert!((rows[2] - want).abs() < 1e-6, "{} vs {want}", rows[2]);
         assert!((rows[4] - 0.25).abs() < 1e-7);
         assert!((rows[9] - 1.0).abs() < 1e-6);
+        // A width that is not a multiple of the lane count, with a scale.
+        let mut odd: Vec<f32> = (0..11).map(|i| i as f32).collect();
+        let mut sum = [0f32; 1];
+        exp_rows(&mut odd, 11, 0.5, &mut sum);
+        let want: f32 = (0..11).map(|i| ((i as f32 - 10.0) * 0.5).exp()).sum();
+        assert!((sum[0] - want).abs() < 1e-5 * want);
     }
 
     #[test]

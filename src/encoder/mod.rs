@@ -111,7 +111,7 @@ pub struct Encoder {
 /// Which implementation runs the transformer.
 enum Backend {
     /// The fused CPU forward pass (`cpu.rs`).
-    Cpu(CpuEncoder),
+    Cpu(Box<CpuEncoder>),
     /// candle tensor operations, on a GPU.
     Candle(BertEncoder),
 }
@@ -304,10 +304,10 @@ impl Encoder {
             let store =
                 unsafe { candle_core::safetensors::MmapedSafetensors::multi(&files.weights) }
                     .map_err(weights_error)?;
-            Backend::Cpu(
+            Backend::Cpu(Box::new(
                 CpuEncoder::load(WeightStore::Mapped(store), &config, precision)
                     .map_err(weights_error)?,
-            )
+            ))
         } else {
             if precision != Precision::F32 {
                 return Err(EncoderError::Int8OnGpu);

@@ -59,7 +59,11 @@ impl PackedMatrix {
             let row = &src[kk * row_stride..kk * row_stride + n];
             for (panel, chunk) in row.chunks(NR).enumerate() {
                 let at = (panel * k + kk) * NR;
-                self.data[at..at + chunk.len()].copy_from_slice(chunk);
+                match <&[f32; NR]>::try_from(chunk) {
+                    // A whole panel row: a fixed-size copy the compiler turns into two moves.
+                    Ok(full) => self.data[at..at + NR].copy_from_slice(full),
+                    Err(_) => self.data[at..at + chunk.len()].copy_from_slice(chunk),
+                }
             }
         }
     }
@@ -99,6 +103,23 @@ impl PackedMatrix {
     /// `c += a @ self` on the calling thread, for `m` rows of `a` (`lda` apart) into rows of
     /// `c` (`ldc` apart).
     pub fn accumulate_strided(&self, a: &[f32], lda: usize, m: usize, c: &mut [f32], ldc: usize) {
+        self.product_strided(a, lda, m, c, ldc, false)
+    }
+
+    /// `c = a @ self` (the old contents of `c` ignored, so it needs no zeroing first).
+    pub fn overwrite_strided(&self, a: &[f32], lda: usize, m: usize, c: &mut [f32], ldc: usize) {
+        self.product_strided(a, lda, m, c, ldc, true)
+    }
+
+    fn product_strided(
+        &self,
+        a: &[f32],
+        lda: usize,
+        m: usize,
+        c: &mut [f32],
+        ldc: usize,
+        overwrite: bool,
+    ) {
         assert!(Self::supported(), "packed sgemm needs AVX2 and FMA");
         if m == 0 {
             return;
@@ -108,33 +129,49 @@ impl PackedMatrix {
         // SAFETY: AVX2/FMA checked above; the asserts keep every row inside its slice.
         #[cfg(target_arch = "x86_64")]
         unsafe {
-            self.block(a, lda, m, c, ldc)
+            self.block(a, lda, m, c, ldc, overwrite)
         };
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn block(&self, a: &[f32], lda: usize, rows: usize, c: &mut [f32], ldc: usize) {
+    unsafe fn block(
+        &self,
+        a: &[f32],
+        lda: usize,
+        rows: usize,
+        c: &mut [f32],
+        ldc: usize,
+        overwrite: bool,
+    ) {
         let (k, n) = (self.k, self.n);
         // Equal depth blocks of at most KC (384 -> 2 x 192, not 256 + 128).
         let blocks = k.div_ceil(KC);
         let mut k0 = 0;
         for block in 0..blocks {
             let kc = (k - k0) / (blocks - block);
+            // Only the first depth block may overwrite; later ones add to it.
+            let store = Store {
+                cols: 0,
+                overwrite: overwrite && block == 0,
+            };
             for panel in 0..n.div_ceil(NR) {
-                let cols = NR.min(n - panel * NR);
+                let store = Store {
+                    cols: NR.min(n - panel * NR),
+                    ..store
+                };
                 let b = self.data.as_ptr().add((panel * k + k0) * NR);
                 let mut r0 = 0;
                 while r0 < rows {
                     let a_ptr = a.as_ptr().add(r0 * lda + k0);
                     let c_ptr = c.as_mut_ptr().add(r0 * ldc + panel * NR);
                     match rows - r0 {
-                        1 => kernel::<1>(kc, a_ptr, lda, b, c_ptr, ldc, cols),
-                        2 => kernel::<2>(kc, a_ptr, lda, b, c_ptr, ldc, cols),
-                        3 => kernel::<3>(kc, a_ptr, lda, b, c_ptr, ldc, cols),
-                        4 => kernel::<4>(kc, a_ptr, lda, b, c_ptr, ldc, cols),
-                        5 => kernel::<5>(kc, a_ptr, lda, b, c_ptr, ldc, cols),
-                        _ => kernel::<MR>(kc, a_ptr, lda, b, c_ptr, ldc, cols),
+                        1 => kernel::<1>(kc, a_ptr, lda, b, c_ptr, ldc, store),
+                        2 => kernel::<2>(kc, a_ptr, lda, b, c_ptr, ldc, store),
+                        3 => kernel::<3>(kc, a_ptr, lda, b, c_ptr, ldc, store),
+                        4 => kernel::<4>(kc, a_ptr, lda, b, c_ptr, ldc, store),
+                        5 => kernel::<5>(kc, a_ptr, lda, b, c_ptr, ldc, store),
+                        _ => kernel::<MR>(kc, a_ptr, lda, b, c_ptr, ldc, store),
                     }
                     r0 += MR;
                 }
@@ -144,7 +181,14 @@ impl PackedMatrix {
     }
 }
 
-/// `c[R x cols] += a[R x kc] @ b[kc x 16]` with the products of all 16 columns in registers.
+/// How a micro-kernel writes its tile: the valid columns, and whether to add to `c` or replace it.
+#[derive(Clone, Copy)]
+struct Store {
+    cols: usize,
+    overwrite: bool,
+}
+
+/// `c[R x cols] (+)= a[R x kc] @ b[kc x 16]` with the products of all 16 columns in registers.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[inline]
@@ -155,7 +199,7 @@ unsafe fn kernel<const R: usize>(
     b: *const f32,
     c: *mut f32,
     ldc: usize,
-    cols: usize,
+    store: Store,
 ) {
     use std::arch::x86_64::*;
     let mut lo = [_mm256_setzero_ps(); R];
@@ -171,18 +215,20 @@ unsafe fn kernel<const R: usize>(
     }
     for r in 0..R {
         let row = c.add(r * ldc);
-        if cols == NR {
-            _mm256_storeu_ps(row, _mm256_add_ps(_mm256_loadu_ps(row), lo[r]));
-            _mm256_storeu_ps(
-                row.add(8),
-                _mm256_add_ps(_mm256_loadu_ps(row.add(8)), hi[r]),
-            );
+        if store.cols == NR {
+            let (mut v0, mut v1) = (lo[r], hi[r]);
+            if !store.overwrite {
+                v0 = _mm256_add_ps(_mm256_loadu_ps(row), v0);
+                v1 = _mm256_add_ps(_mm256_loadu_ps(row.add(8)), v1);
+            }
+            _mm256_storeu_ps(row, v0);
+            _mm256_storeu_ps(row.add(8), v1);
         } else {
             let mut sums = [0f32; NR];
             _mm256_storeu_ps(sums.as_mut_ptr(), lo[r]);
             _mm256_storeu_ps(sums.as_mut_ptr().add(8), hi[r]);
-            for (j, s) in sums.iter().enumerate().take(cols) {
-                *row.add(j) += s;
+            for (j, s) in sums.iter().enumerate().take(store.cols) {
+                *row.add(j) = if store.overwrite { *s } else { *row.add(j) + s };
             }
         }
     }
@@ -232,6 +278,12 @@ mod tests {
             let mut c2 = start.clone();
             by_rows.accumulate(&a, m, &mut c2);
             assert_eq!(c, c2);
+            // Overwriting ignores what was there: the product alone.
+            let mut c3 = vec![f32::NAN; m * n];
+            by_rows.overwrite_strided(&a, k, m, &mut c3, n);
+            for i in 0..m * n {
+                assert!((c3[i] - (c[i] - start[i])).abs() <= 1e-4 * (1.0 + c3[i].abs()));
+            }
             for i in 0..m * n {
                 let got = c[i] - start[i];
                 assert!(
