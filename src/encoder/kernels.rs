@@ -12,7 +12,7 @@ macro_rules! simd_kernels {
             {
                 #[target_feature(enable = "avx2,fma")]
                 unsafe fn avx2($($arg: $ty),*) $body
-                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                if $crate::encoder::kernels::avx2_fma() {
                     // SAFETY: this copy was compiled for exactly the features just detected.
                     return unsafe { avx2($($arg),*) };
                 }
@@ -20,6 +20,19 @@ macro_rules! simd_kernels {
             $body
         }
     )*};
+}
+
+/// Whether this CPU has AVX2 and FMA, the features every hand-vectorised kernel here needs
+/// (detected once, then cached by std).
+pub fn avx2_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
 }
 
 const LANES: usize = 8;

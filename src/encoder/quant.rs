@@ -66,14 +66,7 @@ impl QuantizedMatrix {
 
     /// Whether this CPU runs the int8 kernel.
     pub fn supported() -> bool {
-        #[cfg(target_arch = "x86_64")]
-        {
-            std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            false
-        }
+        kernels::avx2_fma()
     }
 
     /// `c (m x n) += a (m x k) @ W^T`, row-major, rows split across the rayon pool.

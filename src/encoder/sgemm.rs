@@ -4,6 +4,8 @@
 
 use rayon::prelude::*;
 
+use super::kernels;
+
 /// Columns of one packed weight panel: two 8-lane registers.
 const NR: usize = 16;
 /// Rows of the micro-kernel.
@@ -77,14 +79,7 @@ impl PackedMatrix {
 
     /// Whether this CPU runs the packed kernel (else callers use their own fallback).
     pub fn supported() -> bool {
-        #[cfg(target_arch = "x86_64")]
-        {
-            std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            false
-        }
+        kernels::avx2_fma()
     }
 
     /// `c (m x n) += a (m x k) @ self`, all row-major and contiguous; rows split across the
