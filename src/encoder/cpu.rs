@@ -15,6 +15,7 @@ use rayon::prelude::*;
 use super::bert::{Architecture, Config};
 use super::kernels;
 use super::manifest::Pooling;
+use super::mean_normalized;
 use super::quant::QuantizedMatrix;
 use super::sgemm::PackedMatrix;
 
@@ -81,19 +82,30 @@ impl WeightStore {
 }
 
 /// The word-embedding table. It is the largest tensor (250k x 384 for multilingual-e5-small),
-/// so rows stay in the memory-mapped file in its stored format and are converted when looked up.
-struct WordTable {
-    name: String,
-    width: usize,
-    rows: usize,
-    /// Present when the store holds tensors rather than a mapped file.
-    owned: Option<Vec<f32>>,
+/// so from a mapped file its rows stay in the file in their stored format and are converted
+/// when looked up; the table keeps the mapping (no other weight needs it after loading).
+enum WordTable {
+    Mapped {
+        store: MmapedSafetensors,
+        name: String,
+    },
+    /// Rows of a tensor store (tests), as f32.
+    Owned(Vec<f32>),
+}
+
+/// The table's rows as one batch reads them: the mapped tensor is found once, not per token.
+enum WordRows<'a> {
+    Owned(&'a [f32]),
+    Stored {
+        bytes: &'a [u8],
+        dtype: safetensors::Dtype,
+    },
 }
 
 impl WordTable {
-    fn load(store: &WeightStore, name: String, config: &Config) -> candle_core::Result<Self> {
+    fn load(store: WeightStore, name: String, config: &Config) -> candle_core::Result<Self> {
         let (rows, width) = (config.vocab_size, config.hidden_size);
-        let owned = match store {
+        match store {
             WeightStore::Mapped(st) => {
                 let view = st.get(&name)?;
                 if view.shape() != [rows, width] {
@@ -106,43 +118,47 @@ impl WordTable {
                 if !matches!(view.dtype(), Dtype::F32 | Dtype::F16 | Dtype::BF16) {
                     candle_core::bail!("tensor `{name}` has unsupported type {:?}", view.dtype());
                 }
-                None
+                Ok(Self::Mapped { store: st, name })
             }
-            WeightStore::Tensors(_) => Some(store.values(&name, rows * width)?),
-        };
-        Ok(Self {
-            name,
-            width,
-            rows,
-            owned,
-        })
+            tensors => Ok(Self::Owned(tensors.values(&name, rows * width)?)),
+        }
     }
 
-    /// Writes the embedding of `id` into `out` (length `width`).
-    fn row(&self, store: &WeightStore, id: u32, out: &mut [f32]) -> candle_core::Result<()> {
-        let id = id as usize;
-        if id >= self.rows {
-            candle_core::bail!("token id {id} is outside the vocabulary of {}", self.rows);
-        }
-        if let Some(owned) = &self.owned {
-            out.copy_from_slice(&owned[id * self.width..(id + 1) * self.width]);
-            return Ok(());
-        }
-        let WeightStore::Mapped(st) = store else {
-            unreachable!("a table without owned rows comes from a mapped store")
+    fn rows(&self) -> candle_core::Result<WordRows<'_>> {
+        Ok(match self {
+            Self::Mapped { store, name } => {
+                let view = store.get(name)?;
+                WordRows::Stored {
+                    bytes: view.data(),
+                    dtype: view.dtype(),
+                }
+            }
+            Self::Owned(values) => WordRows::Owned(values),
+        })
+    }
+}
+
+impl WordRows<'_> {
+    /// Writes the embedding of `id` into `out` (one row; `id` checked by the caller).
+    fn row(&self, id: usize, out: &mut [f32]) {
+        let width = out.len();
+        let (bytes, dtype) = match self {
+            Self::Owned(values) => {
+                out.copy_from_slice(&values[id * width..(id + 1) * width]);
+                return;
+            }
+            Self::Stored { bytes, dtype } => (bytes, *dtype),
         };
-        let view = st.get(&self.name)?;
-        let bytes_per = view.data().len() / (self.rows * self.width);
-        let raw = &view.data()[id * self.width * bytes_per..(id + 1) * self.width * bytes_per];
+        let size = dtype.bitsize() / 8; // F32, F16 or BF16, checked at load
+        let raw = &bytes[id * width * size..(id + 1) * width * size];
         use safetensors::Dtype;
-        for (value, chunk) in out.iter_mut().zip(raw.chunks_exact(bytes_per)) {
-            *value = match view.dtype() {
+        for (value, chunk) in out.iter_mut().zip(raw.chunks_exact(size)) {
+            *value = match dtype {
                 Dtype::F16 => half::f16::from_le_bytes([chunk[0], chunk[1]]).to_f32(),
                 Dtype::BF16 => half::bf16::from_le_bytes([chunk[0], chunk[1]]).to_f32(),
                 _ => f32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]),
             };
         }
-        Ok(())
     }
 }
 
@@ -294,8 +310,8 @@ struct AttentionScratch {
 pub struct CpuEncoder {
     /// Free workspaces: one per batch in flight, reused by the next.
     workspaces: Mutex<Vec<Workspace>>,
-    store: WeightStore,
     words: WordTable,
+    vocab: usize,
     positions: Vec<f32>,
     token_type: Vec<f32>,
     embedding_norm: Norm,
@@ -340,7 +356,6 @@ impl CpuEncoder {
             .find(|p| store.contains(&format!("{p}embeddings.word_embeddings.weight")))
             .unwrap_or("");
         let emb = format!("{root}embeddings");
-        let words = WordTable::load(&store, format!("{emb}.word_embeddings.weight"), config)?;
         let positions = store.values(
             &format!("{emb}.position_embeddings.weight"),
             config.max_position_embeddings * hidden,
@@ -388,14 +403,16 @@ impl CpuEncoder {
                 output_norm: Norm::load(&store, &format!("{l}.output.LayerNorm"), hidden)?,
             });
         }
+        // Last: the word table takes the store (and with it the file mapping) over.
+        let words = WordTable::load(store, format!("{emb}.word_embeddings.weight"), config)?;
         let position_offset = match config.architecture() {
             Architecture::Bert => 0,
             Architecture::XlmRoberta => config.pad_token_id + 1,
         };
         Ok(Self {
             workspaces: Mutex::new(Vec::new()),
-            store,
             words,
+            vocab: config.vocab_size,
             positions,
             token_type: token_types[..hidden].to_vec(),
             embedding_norm,
@@ -409,10 +426,6 @@ impl CpuEncoder {
             max_positions: config.max_position_embeddings,
             activation,
         })
-    }
-
-    pub fn hidden_size(&self) -> usize {
-        self.hidden
     }
 
     /// Embeds each of `seqs`: the encoder runs over all of them packed one after another (no
@@ -438,24 +451,12 @@ impl CpuEncoder {
         offsets
             .windows(2)
             .map(|pair| {
-                let rows = &hidden[pair[0] * width..pair[1] * width];
-                let mut pooled = match pooling {
-                    Pooling::Mean => {
-                        let mut sum = vec![0f32; width];
-                        for row in rows.chunks_exact(width) {
-                            for (s, v) in sum.iter_mut().zip(row) {
-                                *s += v;
-                            }
-                        }
-                        let count = (pair[1] - pair[0]).max(1) as f32;
-                        sum.iter_mut().for_each(|s| *s /= count);
-                        sum
-                    }
-                    Pooling::Cls => rows.get(..width).unwrap_or(&[]).to_vec(),
-                };
-                let norm = pooled.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
-                pooled.iter_mut().for_each(|v| *v /= norm);
-                pooled
+                let rows = hidden[pair[0] * width..pair[1] * width].chunks_exact(width);
+                // The normalised sum is the normalised mean.
+                match pooling {
+                    Pooling::Mean => mean_normalized(rows),
+                    Pooling::Cls => mean_normalized(rows.take(1)),
+                }
             })
             .collect()
     }
@@ -480,17 +481,24 @@ impl CpuEncoder {
         qkv.resize(total * 3 * h, 0.0);
         context.resize(total * h, 0.0);
         inner.resize(total * self.inner, 0.0);
+        let words = self.words.rows()?;
         for (seq, &start) in seqs.iter().zip(offsets) {
             if self.position_offset + seq.len() > self.max_positions {
                 candle_core::bail!(
-                    "sequence of {} tokens exceeds the {} positions of the model",
+                    "a window of {} tokens exceeds the {} positions of the model; lower `--max-tokens`",
                     seq.len(),
                     self.max_positions - self.position_offset
                 );
             }
             for (i, &id) in seq.iter().enumerate() {
+                if id as usize >= self.vocab {
+                    candle_core::bail!(
+                        "token id {id} is outside the model's vocabulary of {}: tokenizer.json does not belong to these weights",
+                        self.vocab
+                    );
+                }
                 let row = &mut x[(start + i) * h..(start + i + 1) * h];
-                self.words.row(&self.store, id, row)?;
+                words.row(id as usize, row);
                 let position = self.position_offset + i;
                 let pos = &self.positions[position * h..(position + 1) * h];
                 for ((v, p), t) in row.iter_mut().zip(pos).zip(&self.token_type) {

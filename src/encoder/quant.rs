@@ -80,9 +80,8 @@ impl QuantizedMatrix {
         let (k, n) = (self.k, self.n);
         c.par_chunks_mut(MC * n)
             .zip(a.par_chunks(MC * k))
-            .for_each_init(
-                || (Vec::new(), Vec::new()),
-                |(quantized, row_scales): &mut (Vec<i16>, Vec<f32>), (c_block, a_block)| {
+            .for_each(|(c_block, a_block)| {
+                QUANTIZED_ROWS.with_borrow_mut(|(quantized, row_scales)| {
                     let rows = a_block.len() / k;
                     self.quantize_rows(a_block, rows, quantized, row_scales);
                     // SAFETY: AVX2 checked above; buffers sized rows x k_even and rows x n.
@@ -90,8 +89,8 @@ impl QuantizedMatrix {
                     unsafe {
                         self.block(quantized, row_scales, rows, c_block)
                     };
-                },
-            );
+                })
+            });
     }
 
     /// Per-row symmetric quantization of activations to `activation_max` levels, depth padded
@@ -164,6 +163,13 @@ impl QuantizedMatrix {
             }
         }
     }
+}
+
+thread_local! {
+    /// A row block's quantized activations and their scales, per thread, reused across calls
+    /// (a fresh 300 KiB buffer per block would fault its pages in every time).
+    static QUANTIZED_ROWS: std::cell::RefCell<(Vec<i16>, Vec<f32>)> =
+        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
 }
 
 /// One micro-kernel call: an R x 16 output tile over `pairs` depth pairs.
