@@ -9,6 +9,7 @@
 use rayon::prelude::*;
 
 use super::kernels;
+use super::sgemm::{Affine, Epilogue, Store};
 
 /// Columns of one packed panel (two registers of eight int32 sums).
 const NR: usize = 16;
@@ -69,25 +70,29 @@ impl QuantizedMatrix {
         kernels::avx2_fma()
     }
 
-    /// `c (m x n) += a (m x k) @ W^T`, row-major, rows split across the rayon pool.
-    pub fn accumulate(&self, a: &[f32], m: usize, c: &mut [f32]) {
+    /// `c (m x n) = act(a (m x k) @ W^T + bias [+ c])` as `affine` says, row-major, rows split
+    /// across the rayon pool.
+    pub fn affine(&self, a: &[f32], m: usize, c: &mut [f32], affine: Affine) {
         assert_eq!(a.len(), m * self.k);
         assert_eq!(c.len(), m * self.n);
+        assert_eq!(affine.bias.len(), self.n);
         if !Self::supported() {
-            self.accumulate_portable(a, m, c);
+            self.affine_portable(a, m, c, affine);
             return;
         }
         let (k, n) = (self.k, self.n);
+        let epilogue = Epilogue::of(&affine);
         c.par_chunks_mut(MC * n)
             .zip(a.par_chunks(MC * k))
             .for_each(|(c_block, a_block)| {
                 QUANTIZED_ROWS.with_borrow_mut(|(quantized, row_scales)| {
                     let rows = a_block.len() / k;
                     self.quantize_rows(a_block, rows, quantized, row_scales);
-                    // SAFETY: AVX2 checked above; buffers sized rows x k_even and rows x n.
+                    // SAFETY: AVX2 checked above; `quantized` holds rows x k_even values,
+                    // `c_block` rows x n, and the bias n (asserted).
                     #[cfg(target_arch = "x86_64")]
                     unsafe {
-                        self.block(quantized, row_scales, rows, c_block)
+                        self.block(quantized, row_scales, rows, c_block, epilogue)
                     };
                 })
             });
@@ -106,14 +111,22 @@ impl QuantizedMatrix {
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn block(&self, a: &[i16], row_scales: &[f32], rows: usize, c: &mut [f32]) {
+    unsafe fn block(
+        &self,
+        a: &[i16],
+        row_scales: &[f32],
+        rows: usize,
+        c: &mut [f32],
+        epilogue: Epilogue,
+    ) {
         let (k2, n) = (self.k_even, self.n);
         let pairs = k2 / 2;
-        let mut p0 = 0;
-        while p0 < pairs {
+        let blocks = pairs.div_ceil(KC_PAIRS);
+        for block in 0..blocks {
+            let p0 = block * KC_PAIRS;
             let pc = KC_PAIRS.min(pairs - p0);
             for panel in 0..n.div_ceil(NR) {
-                let cols = NR.min(n - panel * NR);
+                let store = epilogue.for_tile(block, blocks, panel, n);
                 let b = self.data.as_ptr().add((panel * pairs + p0) * NR * 2);
                 let w_scales = self.scales.as_ptr().add(panel * NR);
                 let mut r0 = 0;
@@ -125,7 +138,7 @@ impl QuantizedMatrix {
                         b,
                         c: c.as_mut_ptr().add(r0 * n + panel * NR),
                         ldc: n,
-                        cols,
+                        store,
                         row_scales: row_scales.as_ptr().add(r0),
                         col_scales: w_scales,
                     };
@@ -140,12 +153,11 @@ impl QuantizedMatrix {
                     r0 += MR;
                 }
             }
-            p0 += pc;
         }
     }
 
     /// The same arithmetic without SIMD, for CPUs without AVX2 (and as the tests' reference).
-    fn accumulate_portable(&self, a: &[f32], m: usize, c: &mut [f32]) {
+    fn affine_portable(&self, a: &[f32], m: usize, c: &mut [f32], affine: Affine) {
         let (mut quantized, mut row_scales) = (Vec::new(), Vec::new());
         self.quantize_rows(a, m, &mut quantized, &mut row_scales);
         let pairs = self.k_even / 2;
@@ -159,7 +171,12 @@ impl QuantizedMatrix {
                     dot += qa[2 * p] as i32 * self.data[w] as i32
                         + qa[2 * p + 1] as i32 * self.data[w + 1] as i32;
                 }
-                c[r * self.n + col] += dot as f32 * row_scales[r] * self.scales[col];
+                let out = &mut c[r * self.n + col];
+                let value = dot as f32 * row_scales[r] * self.scales[col] + affine.bias[col];
+                *out = if affine.residual { *out + value } else { value };
+            }
+            if let Some(activation) = affine.activation {
+                activation.apply(&mut c[r * self.n..(r + 1) * self.n]);
             }
         }
     }
@@ -180,7 +197,7 @@ struct Tile {
     b: *const i16,
     c: *mut f32,
     ldc: usize,
-    cols: usize,
+    store: Store,
     row_scales: *const f32,
     col_scales: *const f32,
 }
@@ -202,25 +219,15 @@ unsafe fn kernel<const R: usize>(t: Tile) {
             hi[r] = _mm256_add_epi32(hi[r], _mm256_madd_epi16(av, b1));
         }
     }
+    let (mut lo_f, mut hi_f) = ([_mm256_setzero_ps(); R], [_mm256_setzero_ps(); R]);
     let ws0 = _mm256_loadu_ps(t.col_scales);
     let ws1 = _mm256_loadu_ps(t.col_scales.add(8));
     for r in 0..R {
         let s = _mm256_set1_ps(*t.row_scales.add(r));
-        let v0 = _mm256_mul_ps(_mm256_cvtepi32_ps(lo[r]), _mm256_mul_ps(ws0, s));
-        let v1 = _mm256_mul_ps(_mm256_cvtepi32_ps(hi[r]), _mm256_mul_ps(ws1, s));
-        let row = t.c.add(r * t.ldc);
-        if t.cols == NR {
-            _mm256_storeu_ps(row, _mm256_add_ps(_mm256_loadu_ps(row), v0));
-            _mm256_storeu_ps(row.add(8), _mm256_add_ps(_mm256_loadu_ps(row.add(8)), v1));
-        } else {
-            let mut sums = [0f32; NR];
-            _mm256_storeu_ps(sums.as_mut_ptr(), v0);
-            _mm256_storeu_ps(sums.as_mut_ptr().add(8), v1);
-            for (j, s) in sums.iter().enumerate().take(t.cols) {
-                *row.add(j) += s;
-            }
-        }
+        lo_f[r] = _mm256_mul_ps(_mm256_cvtepi32_ps(lo[r]), _mm256_mul_ps(ws0, s));
+        hi_f[r] = _mm256_mul_ps(_mm256_cvtepi32_ps(hi[r]), _mm256_mul_ps(ws1, s));
     }
+    super::sgemm::store_tile(&lo_f, &hi_f, t.c, t.ldc, t.store);
 }
 
 #[cfg(test)]
@@ -239,10 +246,34 @@ mod tests {
             let a = data(m * k, 7, 13);
             let w = data(n * k, 5, 11);
             let q = QuantizedMatrix::from_rows(&w, n, k);
+            // Residual 0.5 plus bias 0.25: the product is what exceeds 0.75.
+            let bias = vec![0.25f32; n];
+            let add = Affine {
+                bias: &bias,
+                residual: true,
+                activation: None,
+            };
             let mut fast = vec![0.5f32; m * n];
             let mut portable = fast.clone();
-            q.accumulate(&a, m, &mut fast);
-            q.accumulate_portable(&a, m, &mut portable);
+            q.affine(&a, m, &mut fast, add);
+            q.affine_portable(&a, m, &mut portable, add);
+            // Without the residual and through an activation, both paths still agree.
+            let relu = Affine {
+                residual: false,
+                activation: Some(kernels::Activation::Relu),
+                ..add
+            };
+            let mut fast_relu = vec![f32::NAN; m * n];
+            let mut portable_relu = fast_relu.clone();
+            q.affine(&a, m, &mut fast_relu, relu);
+            q.affine_portable(&a, m, &mut portable_relu, relu);
+            for (i, (&x, &y)) in fast_relu.iter().zip(&portable_relu).enumerate() {
+                assert!(
+                    x >= 0.0 && (x - y).abs() <= 1e-5 * (1.0 + y.abs()),
+                    "relu at {i}"
+                );
+                assert!((x - (fast[i] - 0.5).max(0.0)).abs() <= 1e-5 * (1.0 + x.abs()));
+            }
             for i in 0..m * n {
                 let (row, col) = (i / n, i % n);
                 let exact: f32 = (0..k).map(|kk| a[row * k + kk] * w[col * k + kk]).sum();
@@ -262,9 +293,9 @@ mod tests {
                     })
                     .sum::<f32>();
                 assert!(
-                    (fast[i] - 0.5 - exact).abs() <= bound * 1.01 + 1e-5,
+                    (fast[i] - 0.75 - exact).abs() <= bound * 1.01 + 1e-5,
                     "({m}, {n}, {k}) at {i}: {} vs {exact}",
-                    fast[i] - 0.5
+                    fast[i] - 0.75
                 );
             }
         }
