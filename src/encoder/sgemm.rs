@@ -1,6 +1,7 @@
 //! f32 matrix products against weights packed once at load time, with an AVX2+FMA micro-kernel
 //! (6 rows x 16 columns, 12 accumulators in registers), blocked so a weight panel stays in L1
-//! while a block of activation rows streams from L2. Falls back to the `gemm` crate elsewhere.
+//! while a block of activation rows streams from L2. Each tile is finished as it is stored: bias,
+//! residual and activation (`Affine`). Other CPUs fall back to the `gemm` crate (in `cpu.rs`).
 
 use rayon::prelude::*;
 
