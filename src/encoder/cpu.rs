@@ -1,7 +1,7 @@
 //! The fused CPU forward pass of BERT-family encoders: sequences packed without padding, each
-//! dense layer one direct `gemm` call with its bias (and residual) folded into the destination,
-//! attention per sequence and head in cache-sized query blocks, and in-place vectorised
-//! element-wise kernels. Same model and results as `bert::BertEncoder` (the candle reference,
+//! dense layer one matrix product against packed weights that also applies its bias, residual
+//! and activation (`sgemm.rs`, `quant.rs`), attention per sequence and head in cache-sized query
+//! blocks, and in-place vectorised element-wise kernels. Same model and results as `bert::BertEncoder` (the candle reference,
 //! used on GPUs), with a handful of large buffers per batch instead of a tensor per operation.
 
 use std::collections::HashMap;

@@ -371,19 +371,19 @@ impl Encoder {
         let mut order: Vec<usize> = (0..windows.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(windows[i].len()));
         let mut out = vec![Vec::new(); windows.len()];
-        let lengths: Vec<usize> = order.iter().map(|&i| windows[i].len()).collect();
-        let ends = match self.model {
+        let batches: Vec<&[usize]> = match self.model {
             // Packed sequences cost nothing in padding: only the window count bounds a batch.
-            Backend::Cpu(_) => (1..=lengths.len().div_ceil(batch_size.max(1)))
-                .map(|b| (b * batch_size.max(1)).min(lengths.len()))
-                .collect(),
-            Backend::Candle(_) => length_batches(&lengths, batch_size),
+            Backend::Cpu(_) => order.chunks(batch_size.max(1)).collect(),
+            Backend::Candle(_) => {
+                let lengths: Vec<usize> = order.iter().map(|&i| windows[i].len()).collect();
+                let ends = length_batches(&lengths, batch_size);
+                std::iter::once(0)
+                    .chain(ends.iter().copied())
+                    .zip(ends.iter().copied())
+                    .map(|(start, end)| &order[start..end])
+                    .collect()
+            }
         };
-        let batches: Vec<&[usize]> = std::iter::once(0)
-            .chain(ends.iter().copied())
-            .zip(ends.iter().copied())
-            .map(|(start, end)| &order[start..end])
-            .collect();
         let run = |batch: &&[usize]| {
             let seqs: Vec<&[u32]> = batch.iter().map(|&i| windows[i]).collect();
             self.forward_batch(&seqs)

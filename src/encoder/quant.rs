@@ -10,15 +10,12 @@
 use rayon::prelude::*;
 
 use super::kernels;
-use super::sgemm::{Affine, Epilogue, Store};
+// The f32 kernel's tile (16 columns: two registers of eight int32 sums here) and row blocks:
+// both kernels finish their tiles with the same `store_tile`.
+use super::sgemm::{Affine, Epilogue, Store, MC, MR, NR};
 
-/// Columns of one packed panel (two registers of eight int32 sums).
-const NR: usize = 16;
-const MR: usize = 6;
 /// Depth pairs per block: 256 pairs x 16 columns x 2 x 2 bytes = 16 KiB panel, half of L1.
 const KC_PAIRS: usize = 256;
-/// Activation rows per parallel task.
-const MC: usize = 96;
 const WEIGHT_MAX: f32 = 127.0;
 
 /// A weight matrix (outputs x inputs) in int8, packed for `vpmaddwd` (as int16 pairs).

@@ -8,13 +8,14 @@ use rayon::prelude::*;
 use super::kernels::{self, Activation};
 
 /// Columns of one packed weight panel: two 8-lane registers.
-const NR: usize = 16;
+pub(super) const NR: usize = 16;
 /// Rows of the micro-kernel.
-const MR: usize = 6;
+pub(super) const MR: usize = 6;
 /// Depth of one block: a 256 x 16 panel is 16 KiB, half of L1.
 const KC: usize = 256;
-/// Activation rows per block (a multiple of MR): 96 x 256 x 4 bytes = 96 KiB, inside L2.
-const MC: usize = 96;
+/// Activation rows per block and parallel task (a multiple of MR): 96 x 256 x 4 bytes = 96 KiB,
+/// inside L2.
+pub(super) const MC: usize = 96;
 
 /// A (k x n) right-hand matrix in panels of 16 columns, each panel k rows of 16 contiguous
 /// values (zero-padded past column n).
