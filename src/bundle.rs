@@ -1,14 +1,14 @@
 //! Model bundles (`models/<name>/`): a manifest that pins the encoder, taxonomy, calibration and
 //! thresholds, next to the head weights in safetensors.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::encoder::{Pooling, WindowConfig};
-use crate::head::{Head, LinearHead, Platt, ZeroShotHead};
+use crate::head::{EnsembleHead, FeatureSet, Head, LexicalHead, LinearHead, Platt, ZeroShotHead};
+use crate::lexical::{NgramConfig, Vectorizer};
 use crate::taxonomy::{sha256_hex, Taxonomy, Topic};
 
 pub const MANIFEST_FILE: &str = "manifest.json";
@@ -134,46 +134,121 @@ impl Bundle {
                 "does not match the weights_sha256 in manifest.json (an interrupted or mixed save?); retrain or restore the bundle".into(),
             ));
         }
-        let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
+        let tensors = safetensors::SafeTensors::deserialize(&bytes)
             .map_err(|e| invalid(&weights_path, e.to_string()))?;
+        let raw = |name: &str, dtype: safetensors::Dtype| -> Result<Vec<u8>, BundleError> {
+            let view = tensors
+                .tensor(name)
+                .map_err(|_| invalid(&weights_path, format!("tensor `{name}` is missing")))?;
+            if view.dtype() != dtype {
+                return Err(invalid(
+                    &weights_path,
+                    format!("tensor `{name}` is {:?}, expected {dtype:?}", view.dtype()),
+                ));
+            }
+            Ok(view.data().to_vec())
+        };
         let get = |name: &str| -> Result<Vec<f32>, BundleError> {
-            tensors
-                .get(name)
-                .ok_or_else(|| invalid(&weights_path, format!("tensor `{name}` is missing")))?
-                .flatten_all()
-                .and_then(|t| t.to_vec1::<f32>())
-                .map_err(|e| invalid(&weights_path, e.to_string()))
+            let values: Vec<f32> = raw(name, safetensors::Dtype::F32)?
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            if values.iter().any(|v| !v.is_finite()) {
+                return Err(invalid(
+                    &weights_path,
+                    format!("tensor `{name}` holds NaN or infinite values"),
+                ));
+            }
+            Ok(values)
         };
         let topics = manifest.topics.len();
+        let hidden = manifest.encoder.hidden_size;
+        let linear = || -> Result<LinearHead, BundleError> {
+            let feature_mean = get("feature_mean")?;
+            let features = match feature_mean.len() {
+                w if w == FeatureSet::Mean.width(hidden) => FeatureSet::Mean,
+                w if w == FeatureSet::MeanMax.width(hidden) => FeatureSet::MeanMax,
+                w => {
+                    return Err(invalid(
+                        &weights_path,
+                        format!("the head reads {w} features, which fits neither the encoder's width {hidden} nor twice it"),
+                    ))
+                }
+            };
+            let head = LinearHead {
+                weight: get("weight")?,
+                bias: get("bias")?,
+                feature_std: get("feature_std")?,
+                feature_mean,
+                features,
+            };
+            if head.bias.len() != topics
+                || head.weight.len() != topics * head.feature_mean.len()
+                || head.feature_std.len() != head.feature_mean.len()
+            {
+                return Err(invalid(
+                    &weights_path,
+                    "tensor shapes do not match the manifest's topics".into(),
+                ));
+            }
+            Ok(head)
+        };
         let head = match manifest.head.as_str() {
-            "linear" => {
-                let head = LinearHead {
-                    weight: get("weight")?,
-                    bias: get("bias")?,
-                    feature_mean: get("feature_mean")?,
-                    feature_std: get("feature_std")?,
+            "linear" => Head::Linear(linear()?),
+            "ensemble" => {
+                let terms_bytes = raw("lexical_terms", safetensors::Dtype::U8)?;
+                let terms_text = String::from_utf8(terms_bytes).map_err(|_| {
+                    invalid(&weights_path, "tensor `lexical_terms` is not UTF-8".into())
+                })?;
+                let terms: Vec<String> = if terms_text.is_empty() {
+                    Vec::new()
+                } else {
+                    terms_text.split('\n').map(str::to_string).collect()
                 };
-                if head.bias.len() != topics
-                    || head.weight.len() != topics * head.feature_mean.len()
+                let range = get("lexical_ngram_range")?;
+                let ngrams = match range.as_slice() {
+                    [lo, hi] if *lo >= 1.0 && hi >= lo && *hi <= 16.0 => NgramConfig {
+                        min_n: *lo as usize,
+                        max_n: *hi as usize,
+                    },
+                    _ => {
+                        return Err(invalid(
+                            &weights_path,
+                            "tensor `lexical_ngram_range` must be [min, max] with 1 <= min <= max <= 16".into(),
+                        ))
+                    }
+                };
+                let vectorizer = Vectorizer::new(ngrams, terms, get("lexical_idf")?)
+                    .map_err(|e| invalid(&weights_path, e.to_string()))?;
+                let lexical = LexicalHead {
+                    weight: get("lexical_weight")?,
+                    bias: get("lexical_bias")?,
+                    vectorizer,
+                };
+                if lexical.bias.len() != topics
+                    || lexical.weight.len() != topics * lexical.vectorizer.len()
                 {
                     return Err(invalid(
                         &weights_path,
-                        "tensor shapes do not match the manifest's topics".into(),
+                        "lexical tensor shapes do not match the manifest's topics and vocabulary"
+                            .into(),
                     ));
                 }
-                Head::Linear(head)
+                Head::Ensemble(EnsembleHead {
+                    embedding: linear()?,
+                    lexical,
+                })
             }
             "zero-shot" => {
                 let flat = get("prototypes")?;
-                let dim = manifest.encoder.hidden_size;
-                if flat.len() != topics * dim {
+                if flat.len() != topics * hidden || hidden == 0 {
                     return Err(invalid(
                         &weights_path,
                         "prototype shape does not match the manifest".into(),
                     ));
                 }
                 Head::ZeroShot(ZeroShotHead {
-                    prototypes: flat.chunks_exact(dim).map(<[f32]>::to_vec).collect(),
+                    prototypes: flat.chunks_exact(hidden).map(<[f32]>::to_vec).collect(),
                 })
             }
             other => {
@@ -232,35 +307,47 @@ impl Bundle {
             reason,
         };
         std::fs::create_dir_all(dir).map_err(|e| write_err(dir, e.to_string()))?;
-        let device = Device::Cpu;
-        let tensor = |v: &[f32]| Tensor::from_slice(v, v.len(), &device);
-        let mut tensors: HashMap<String, Tensor> = HashMap::new();
-        let result: candle_core::Result<()> = (|| {
-            match head {
-                Head::Linear(h) => {
-                    let dim = h.feature_mean.len();
-                    tensors.insert(
-                        "weight".into(),
-                        tensor(&h.weight)?.reshape((h.bias.len(), dim))?,
-                    );
-                    tensors.insert("bias".into(), tensor(&h.bias)?);
-                    tensors.insert("feature_mean".into(), tensor(&h.feature_mean)?);
-                    tensors.insert("feature_std".into(), tensor(&h.feature_std)?);
-                }
-                Head::ZeroShot(h) => {
-                    let flat: Vec<f32> = h.prototypes.iter().flatten().copied().collect();
-                    let dim = h.prototypes.first().map_or(0, Vec::len);
-                    tensors.insert(
-                        "prototypes".into(),
-                        tensor(&flat)?.reshape((h.prototypes.len(), dim))?,
-                    );
-                }
+        let mut tensors = NamedTensors::default();
+        let linear = |tensors: &mut NamedTensors, h: &LinearHead| {
+            let dim = h.feature_mean.len();
+            tensors.f32("weight", &h.weight, vec![h.bias.len(), dim]);
+            tensors.f32("bias", &h.bias, vec![h.bias.len()]);
+            tensors.f32("feature_mean", &h.feature_mean, vec![dim]);
+            tensors.f32("feature_std", &h.feature_std, vec![dim]);
+        };
+        match head {
+            Head::Linear(h) => linear(&mut tensors, h),
+            Head::Ensemble(h) => {
+                linear(&mut tensors, &h.embedding);
+                let lex = &h.lexical;
+                let vocab = lex.vectorizer.len();
+                tensors.f32("lexical_weight", &lex.weight, vec![lex.bias.len(), vocab]);
+                tensors.f32("lexical_bias", &lex.bias, vec![lex.bias.len()]);
+                tensors.f32("lexical_idf", &lex.vectorizer.idf, vec![vocab]);
+                let ngrams = lex.vectorizer.ngrams;
+                tensors.f32(
+                    "lexical_ngram_range",
+                    &[ngrams.min_n as f32, ngrams.max_n as f32],
+                    vec![2],
+                );
+                // n-grams never hold a newline (text is split on whitespace), so one joins them.
+                let joined = lex.vectorizer.terms.join("\n").into_bytes();
+                let len = joined.len();
+                tensors.0.insert(
+                    "lexical_terms".into(),
+                    (safetensors::Dtype::U8, vec![len], joined),
+                );
             }
-            Ok(())
-        })();
+            Head::ZeroShot(h) => {
+                let flat: Vec<f32> = h.prototypes.iter().flatten().copied().collect();
+                let dim = h.prototypes.first().map_or(0, Vec::len);
+                tensors.f32("prototypes", &flat, vec![h.prototypes.len(), dim]);
+            }
+        }
         let weights_path = dir.join(WEIGHTS_FILE);
-        result.map_err(|e| write_err(&weights_path, e.to_string()))?;
-        let bytes = safetensors_bytes(&tensors).map_err(|e| write_err(&weights_path, e))?;
+        let bytes = tensors
+            .serialize()
+            .map_err(|e| write_err(&weights_path, e))?;
         manifest.weights_sha256 = sha256_hex(&bytes);
         crate::output::write_atomic(&weights_path, &bytes)
             .map_err(|e| write_err(&weights_path, e.to_string()))?;
@@ -271,29 +358,30 @@ impl Bundle {
     }
 }
 
-/// Serialises tensors in safetensors format (sorted names, so the bytes are reproducible).
-fn safetensors_bytes(tensors: &HashMap<String, Tensor>) -> Result<Vec<u8>, String> {
-    let sorted: BTreeMap<&String, &Tensor> = tensors.iter().collect();
-    let data: Vec<(String, Vec<u8>, Vec<usize>)> = sorted
-        .iter()
-        .map(|(name, t)| {
-            let values = t
-                .flatten_all()
-                .and_then(|f| f.to_vec1::<f32>())
-                .map_err(|e| e.to_string())?;
-            let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-            Ok(((*name).clone(), bytes, t.dims().to_vec()))
-        })
-        .collect::<Result<_, String>>()?;
-    let views = data
-        .iter()
-        .map(|(name, bytes, shape)| {
-            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes)
-                .map(|v| (name.clone(), v))
-                .map_err(|e| e.to_string())
-        })
-        .collect::<Result<Vec<_>, String>>()?;
-    safetensors::tensor::serialize(views, None).map_err(|e| e.to_string())
+/// Named tensors to save: dtype, shape and little-endian bytes, kept sorted by name so the
+/// safetensors bytes (and so the bundle's checksum) are reproducible.
+#[derive(Default)]
+struct NamedTensors(BTreeMap<String, (safetensors::Dtype, Vec<usize>, Vec<u8>)>);
+
+impl NamedTensors {
+    fn f32(&mut self, name: &str, values: &[f32], shape: Vec<usize>) {
+        let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.0
+            .insert(name.into(), (safetensors::Dtype::F32, shape, bytes));
+    }
+
+    fn serialize(&self) -> Result<Vec<u8>, String> {
+        let views = self
+            .0
+            .iter()
+            .map(|(name, (dtype, shape, bytes))| {
+                safetensors::tensor::TensorView::new(*dtype, shape.clone(), bytes)
+                    .map(|v| (name.clone(), v))
+                    .map_err(|e| e.to_string())
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        safetensors::tensor::serialize(views, None).map_err(|e| e.to_string())
+    }
 }
 
 #[cfg(test)]
@@ -347,6 +435,7 @@ mod tests {
             bias: vec![0.05, -0.05],
             feature_mean: vec![0.0, 0.1, 0.2, 0.3],
             feature_std: vec![1.0, 0.5, 2.0, 1.5],
+            features: FeatureSet::MeanMax,
         });
         let mut m = manifest(&["a", "b"]);
         Bundle::save(dir.path(), &mut m, &head).unwrap();
@@ -360,7 +449,14 @@ mod tests {
             }],
             truncated: false,
         };
-        assert_eq!(loaded.head.raw_scores(&article), head.raw_scores(&article));
+        let doc = crate::encoder::Document {
+            title: None,
+            text: "text",
+        };
+        assert_eq!(
+            loaded.head.raw_scores(&article, doc),
+            head.raw_scores(&article, doc)
+        );
         assert_eq!(loaded.manifest.calibration, m.calibration);
         assert_eq!(loaded.manifest.thresholds["b"], 0.4);
 
@@ -372,6 +468,73 @@ mod tests {
         std::fs::write(&weights, bytes).unwrap();
         let err = Bundle::load(dir.path()).unwrap_err().to_string();
         assert!(err.contains("weights_sha256"), "{err}");
+    }
+
+    #[test]
+    fn ensemble_bundle_round_trips_vocabulary_and_scores() {
+        let dir = tempfile::tempdir().unwrap();
+        let texts = ["spy ring arrested", "spy case closed", "bake sale today"];
+        let vectorizer = Vectorizer::fit(&texts, NgramConfig { min_n: 2, max_n: 4 }, 1, 50);
+        let vocab = vectorizer.len();
+        let head = Head::Ensemble(EnsembleHead {
+            embedding: LinearHead {
+                weight: vec![0.1, -0.2, 0.3, 0.4],
+                bias: vec![0.05, -0.05],
+                feature_mean: vec![0.0, 0.1],
+                feature_std: vec![1.0, 0.5],
+                features: FeatureSet::Mean,
+            },
+            lexical: LexicalHead {
+                weight: (0..2 * vocab).map(|i| (i as f32 * 0.37).sin()).collect(),
+                bias: vec![-0.5, 0.25],
+                vectorizer,
+            },
+        });
+        let mut m = manifest(&["a", "b"]);
+        m.head = "ensemble".into();
+        Bundle::save(dir.path(), &mut m, &head).unwrap();
+        let loaded = Bundle::load(dir.path()).unwrap();
+        let article = ArticleEmbedding {
+            embedding: vec![0.6, 0.8],
+            windows: vec![WindowEmbedding {
+                span: Span { start: 0, end: 9 },
+                tokens: 5,
+                embedding: vec![0.6, 0.8],
+            }],
+            truncated: false,
+        };
+        let doc = crate::encoder::Document {
+            title: Some("Spy"),
+            text: "spy ring in town",
+        };
+        let Head::Ensemble(e) = &loaded.head else {
+            panic!("loaded {:?}", loaded.head)
+        };
+        assert_eq!(e.lexical.vectorizer.terms.len(), vocab);
+        assert_eq!(e.embedding.features, FeatureSet::Mean);
+        assert_eq!(
+            loaded.head.raw_scores(&article, doc),
+            head.raw_scores(&article, doc)
+        );
+        assert_eq!(
+            loaded.head.window_scores(&article, doc),
+            head.window_scores(&article, doc)
+        );
+    }
+
+    #[test]
+    fn head_width_must_fit_the_encoder() {
+        let dir = tempfile::tempdir().unwrap();
+        let head = Head::Linear(LinearHead {
+            weight: vec![0.1; 6],
+            bias: vec![0.0, 0.0],
+            feature_mean: vec![0.0; 3],
+            feature_std: vec![1.0; 3],
+            features: FeatureSet::Mean,
+        });
+        Bundle::save(dir.path(), &mut manifest(&["a", "b"]), &head).unwrap();
+        let err = Bundle::load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("encoder's width 2"), "{err}");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::encoder::{ArticleEmbedding, Encoder, EncoderError, Span};
+use crate::encoder::{ArticleEmbedding, Document, Encoder, EncoderError, Span};
 use crate::head::{Head, Platt, ZeroShotHead, ZERO_SHOT_DEFAULT};
 use crate::taxonomy::Taxonomy;
 
@@ -78,7 +78,9 @@ pub fn uncalibrated_zero_shot(head: ZeroShotHead, topic_indices: Vec<usize>) -> 
 }
 
 impl Classifier {
-    pub fn predict(&self, article: &ArticleEmbedding) -> Prediction {
+    /// Scores one article: its embedding and the document that was embedded (the lexical
+    /// channel reads the text itself).
+    pub fn predict(&self, article: &ArticleEmbedding, doc: Document<'_>) -> Prediction {
         let n = self.topics.len();
         let mut p = Prediction {
             probs: vec![0.0; n],
@@ -88,8 +90,8 @@ impl Classifier {
             thresholds: vec![0.5; n],
         };
         for scored in &self.heads {
-            let raw = scored.head.raw_scores(article);
-            let windows = scored.head.window_scores(article);
+            let raw = scored.head.raw_scores(article, doc);
+            let windows = scored.head.window_scores(article, doc);
             for (k, &topic) in scored.topic_indices.iter().enumerate() {
                 let prob = scored.calibration[k].prob(raw[k]);
                 p.raw[topic] = raw[k];

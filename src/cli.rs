@@ -108,10 +108,34 @@ pub struct ModelArgs {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum HeadKind {
-    /// Linear head trained on the article features (one sigmoid per topic).
+    /// Logistic regression per topic on the embedding, averaged with a logistic regression on
+    /// character 2-5-gram TF-IDF of the text (the shipped model).
+    Ensemble,
+    /// Logistic regression per topic on the embedding alone.
+    Logistic,
+    /// The first head: AdamW with early stopping on dev loss over mean+max features.
     Linear,
     /// Zero-shot head from the taxonomy's descriptions, calibrated on the dev split.
     ZeroShot,
+}
+
+/// Where a head's calibration and thresholds come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CalibrationArg {
+    /// Pool `--train` and `--dev`, fit on all of it, and calibrate on out-of-fold scores of the
+    /// pool (`logistic` and `ensemble` heads; their default).
+    CrossValidation,
+    /// Fit on `--train`, calibrate on `--dev` (the only choice for `linear` and `zero-shot`).
+    Dev,
+}
+
+/// Which embedding features a trained head reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FeatureArg {
+    /// The article embedding (mean over windows).
+    Mean,
+    /// The article embedding and the per-dimension maximum over windows.
+    MeanMax,
 }
 
 #[derive(Debug, Args)]
@@ -119,9 +143,14 @@ pub struct TrainArgs {
     /// Training articles (labelled JSONL).
     #[arg(long, default_value = "eval/data/train.jsonl")]
     pub train: PathBuf,
-    /// Dev articles: early stopping, calibration and thresholds.
+    /// Dev articles: calibration and thresholds (`--calibration dev`), or pooled with `--train`
+    /// (`--calibration cross-validation`); early stopping of the `linear` head.
     #[arg(long, default_value = "eval/data/dev.jsonl")]
     pub dev: PathBuf,
+    /// Where calibration and thresholds come from [default: cross-validation for `logistic` and
+    /// `ensemble`, dev for `linear` and `zero-shot`].
+    #[arg(long, value_enum)]
+    pub calibration: Option<CalibrationArg>,
     /// Bundle folder to write.
     #[arg(long, short, default_value = "models/default")]
     pub output: PathBuf,
@@ -131,17 +160,41 @@ pub struct TrainArgs {
     /// Bundle version recorded in the manifest and in every label record.
     #[arg(long, default_value = "1.0.0")]
     pub version: String,
-    #[arg(long, value_enum, default_value_t = HeadKind::Linear)]
+    /// Which head to train.
+    #[arg(long, value_enum, default_value_t = HeadKind::Ensemble)]
     pub head: HeadKind,
+    /// Embedding features of the `logistic` and `ensemble` heads.
+    #[arg(long, value_enum, default_value_t = FeatureArg::Mean)]
+    pub features: FeatureArg,
+    /// Candidate inverse penalties C of the logistic heads (comma-separated); each topic takes
+    /// the one with the best cross-validated average precision on `--train`. One value fixes C.
+    #[arg(long, value_delimiter = ',', default_values_t = [0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0])]
+    pub penalties: Vec<f64>,
+    /// Candidate C of the lexical channel (`ensemble` head), chosen the same way.
+    #[arg(long, value_delimiter = ',', default_values_t = [1.0, 4.0, 16.0, 64.0, 256.0, 1024.0])]
+    pub lexical_penalties: Vec<f64>,
+    /// Cross-validation folds for choosing C.
+    #[arg(long, default_value_t = 5)]
+    pub folds: usize,
+    /// Character n-grams the lexical channel keeps (the most frequent in `--train`).
+    #[arg(long, default_value_t = 50_000)]
+    pub max_features: usize,
+    /// A lexical n-gram must occur in at least this many training articles.
+    #[arg(long, default_value_t = 2)]
+    pub min_df: usize,
+    /// Topic taxonomy.
     #[arg(long, default_value = "labels/taxonomy.toml")]
     pub taxonomy: PathBuf,
+    /// AdamW learning rate (`linear` head only).
     #[arg(long, default_value_t = 3e-3)]
     pub learning_rate: f64,
+    /// AdamW decoupled weight decay (`linear` head only).
     #[arg(long, default_value_t = 0.05)]
     pub weight_decay: f64,
+    /// Most epochs (`linear` head only).
     #[arg(long, default_value_t = 600)]
     pub max_epochs: usize,
-    /// Epochs without a lower dev loss before stopping.
+    /// Epochs without a lower dev loss before stopping (`linear` head only).
     #[arg(long, default_value_t = 50)]
     pub patience: usize,
     #[command(flatten)]

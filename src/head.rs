@@ -3,10 +3,47 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::encoder::ArticleEmbedding;
+use crate::encoder::{ArticleEmbedding, Document};
+use crate::lexical::{SparseVector, Vectorizer};
 
-/// The features the trained head reads: the article embedding, then the per-dimension maximum
-/// over its windows, so one relevant passage in a long noisy page still counts.
+/// Which embedding features a linear head reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeatureSet {
+    /// The article embedding (the mean of its window embeddings).
+    Mean,
+    /// The article embedding, then the per-dimension maximum over its windows.
+    MeanMax,
+}
+
+impl FeatureSet {
+    /// The features of an article.
+    pub fn of(self, article: &ArticleEmbedding) -> Vec<f32> {
+        match self {
+            FeatureSet::Mean => article.embedding.clone(),
+            FeatureSet::MeanMax => article_features(article),
+        }
+    }
+
+    /// The feature width for an encoder of `hidden` dimensions.
+    pub fn width(self, hidden: usize) -> usize {
+        match self {
+            FeatureSet::Mean => hidden,
+            FeatureSet::MeanMax => 2 * hidden,
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            FeatureSet::Mean => "article embedding (mean of windows)",
+            FeatureSet::MeanMax => {
+                "article embedding (mean of windows) ++ per-dimension max over window embeddings"
+            }
+        }
+    }
+}
+
+/// The mean-and-max features: the article embedding, then the per-dimension maximum over its
+/// windows, so one relevant passage in a long noisy page still counts.
 pub fn article_features(article: &ArticleEmbedding) -> Vec<f32> {
     let dim = article.embedding.len();
     let mut max = vec![f32::NEG_INFINITY; dim];
@@ -24,10 +61,34 @@ pub fn article_features(article: &ArticleEmbedding) -> Vec<f32> {
 }
 
 /// Features of one window read as if it were a whole article (for per-window evidence).
-fn window_features(embedding: &[f32]) -> Vec<f32> {
+fn window_features(embedding: &[f32], set: FeatureSet) -> Vec<f32> {
     let mut features = embedding.to_vec();
-    features.extend_from_slice(embedding);
+    if set == FeatureSet::MeanMax {
+        features.extend_from_slice(embedding);
+    }
     features
+}
+
+/// The text a window covers: its character span of the record's text, or the title for a
+/// window over the title alone.
+fn window_text<'a>(doc: Document<'a>, span: crate::encoder::Span) -> std::borrow::Cow<'a, str> {
+    if span.start == span.end {
+        return doc.title.unwrap_or_default().into();
+    }
+    doc.text
+        .chars()
+        .skip(span.start)
+        .take(span.end - span.start)
+        .collect::<String>()
+        .into()
+}
+
+/// The whole text the lexical channel reads: the title, then the text.
+pub fn document_text(doc: Document<'_>) -> String {
+    match doc.title {
+        Some(title) if !title.trim().is_empty() => format!("{title}\n{}", doc.text),
+        _ => doc.text.to_string(),
+    }
 }
 
 /// Platt scaling: `p = sigmoid(a * score + b)`, fitted per topic on held-out data.
@@ -139,7 +200,7 @@ pub fn best_f1_threshold(probs: &[f32], labels: &[bool]) -> (f32, f64) {
     (best_threshold, best_f1)
 }
 
-/// A linear layer over [`article_features`]: one logit per topic, standardised inputs.
+/// A linear layer over embedding features: one logit per topic, standardised inputs.
 #[derive(Debug, Clone)]
 pub struct LinearHead {
     /// (topics x features), row-major.
@@ -147,11 +208,20 @@ pub struct LinearHead {
     pub bias: Vec<f32>,
     pub feature_mean: Vec<f32>,
     pub feature_std: Vec<f32>,
+    pub features: FeatureSet,
 }
 
 impl LinearHead {
     pub fn topics(&self) -> usize {
         self.bias.len()
+    }
+
+    pub fn article_logits(&self, article: &ArticleEmbedding) -> Vec<f32> {
+        self.logits(&self.features.of(article))
+    }
+
+    pub fn window_logits(&self, embedding: &[f32]) -> Vec<f32> {
+        self.logits(&window_features(embedding, self.features))
     }
 
     pub fn logits(&self, features: &[f32]) -> Vec<f32> {
@@ -170,6 +240,53 @@ impl LinearHead {
                     .map(|(w, x)| w * x)
                     .sum::<f32>()
                     + b
+            })
+            .collect()
+    }
+}
+
+/// A linear layer over character n-gram TF-IDF features of the text: one logit per topic.
+#[derive(Debug, Clone)]
+pub struct LexicalHead {
+    pub vectorizer: Vectorizer,
+    /// (topics x vocabulary), row-major.
+    pub weight: Vec<f32>,
+    pub bias: Vec<f32>,
+}
+
+impl LexicalHead {
+    pub fn logits(&self, text: &str) -> Vec<f32> {
+        self.logits_of(&self.vectorizer.transform(text))
+    }
+
+    pub fn logits_of(&self, x: &SparseVector) -> Vec<f32> {
+        let dim = self.vectorizer.len();
+        self.weight
+            .chunks_exact(dim)
+            .zip(&self.bias)
+            .map(|(row, b)| x.iter().map(|&(j, v)| row[j as usize] * v).sum::<f32>() + b)
+            .collect()
+    }
+}
+
+/// The embedding head and the lexical head together: each topic's probabilities from the two
+/// are averaged, and the raw score is that average on the logit scale (so calibration and
+/// thresholds work on it as on any other head).
+#[derive(Debug, Clone)]
+pub struct EnsembleHead {
+    pub embedding: LinearHead,
+    pub lexical: LexicalHead,
+}
+
+impl EnsembleHead {
+    /// `logit((sigmoid(a) + sigmoid(b)) / 2)`, kept finite.
+    pub fn combine(embedding: &[f32], lexical: &[f32]) -> Vec<f32> {
+        embedding
+            .iter()
+            .zip(lexical)
+            .map(|(&a, &b)| {
+                let p = ((sigmoid(a) + sigmoid(b)) / 2.0).clamp(1e-7, 1.0 - 1e-7);
+                (p / (1.0 - p)).ln()
             })
             .collect()
     }
@@ -211,6 +328,7 @@ impl ZeroShotHead {
 pub enum Head {
     Linear(LinearHead),
     ZeroShot(ZeroShotHead),
+    Ensemble(EnsembleHead),
 }
 
 impl Head {
@@ -218,13 +336,18 @@ impl Head {
         match self {
             Head::Linear(h) => h.topics(),
             Head::ZeroShot(h) => h.prototypes.len(),
+            Head::Ensemble(h) => h.embedding.topics(),
         }
     }
 
-    /// Raw (uncalibrated) article scores, one per topic.
-    pub fn raw_scores(&self, article: &ArticleEmbedding) -> Vec<f32> {
+    /// Raw (uncalibrated) article scores, one per topic. `doc` is the text that was embedded.
+    pub fn raw_scores(&self, article: &ArticleEmbedding, doc: Document<'_>) -> Vec<f32> {
         match self {
-            Head::Linear(h) => h.logits(&article_features(article)),
+            Head::Linear(h) => h.article_logits(article),
+            Head::Ensemble(h) => EnsembleHead::combine(
+                &h.embedding.article_logits(article),
+                &h.lexical.logits(&document_text(doc)),
+            ),
             Head::ZeroShot(h) => h
                 .prototypes
                 .iter()
@@ -241,12 +364,16 @@ impl Head {
     }
 
     /// Raw scores of each window alone: (windows x topics).
-    pub fn window_scores(&self, article: &ArticleEmbedding) -> Vec<Vec<f32>> {
+    pub fn window_scores(&self, article: &ArticleEmbedding, doc: Document<'_>) -> Vec<Vec<f32>> {
         article
             .windows
             .iter()
             .map(|w| match self {
-                Head::Linear(h) => h.logits(&window_features(&w.embedding)),
+                Head::Linear(h) => h.window_logits(&w.embedding),
+                Head::Ensemble(h) => EnsembleHead::combine(
+                    &h.embedding.window_logits(&w.embedding),
+                    &h.lexical.logits(&window_text(doc, w.span)),
+                ),
                 Head::ZeroShot(h) => h
                     .prototypes
                     .iter()
@@ -327,6 +454,7 @@ mod tests {
             bias: vec![0.5, -1.0],
             feature_mean: vec![1.0, 1.0],
             feature_std: vec![2.0, 0.5],
+            features: FeatureSet::Mean,
         };
         assert_eq!(head.logits(&[3.0, 2.0]), vec![1.5, 3.0]);
     }

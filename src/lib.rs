@@ -11,6 +11,8 @@ pub mod evaluate;
 pub mod head;
 pub mod input;
 pub mod lang;
+pub mod lexical;
+pub mod logistic;
 pub mod metrics;
 pub mod output;
 pub mod progress;

@@ -1,11 +1,314 @@
-//! Training the linear head with candle-nn: AdamW on a binary cross-entropy with per-topic
-//! positive weighting, decoupled weight decay, and early stopping on the dev split.
+//! Training heads: logistic regression per topic with the penalty chosen by cross-validation
+//! (embedding and lexical channels), the legacy AdamW head with early stopping on dev, and the
+//! per-topic calibration and thresholds every head gets on the dev split.
 
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::head::LinearHead;
+use crate::head::{
+    best_f1_threshold, EnsembleHead, FeatureSet, Head, LexicalHead, LinearHead, Platt,
+};
+use crate::lexical::{NgramConfig, SparseVector, Vectorizer};
+use crate::logistic::{fit_binary, out_of_fold_logits, Dense, Sparse};
+use crate::metrics::{average_precision, column};
+
+/// How the logistic heads choose their penalty.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PenaltySearch {
+    /// Candidate inverse penalties `C` (larger = weaker penalty).
+    pub grid: Vec<f64>,
+    /// Cross-validation folds on the training split.
+    pub folds: usize,
+}
+
+/// The penalty cross-validation chose for one topic, with every candidate's out-of-fold
+/// average precision.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PenaltyChoice {
+    pub topic: String,
+    pub c: f64,
+    /// (C, out-of-fold average precision) per candidate.
+    pub cv_average_precision: Vec<(f64, f64)>,
+}
+
+/// Fits one logistic model per topic, each with the `C` its own cross-validation chose, and
+/// refits on all rows with it. Topics run in parallel.
+///
+/// Without `partner`, a candidate `C` is scored by the out-of-fold average precision of its own
+/// logits. With `partner` (the other channel's out-of-fold logits per topic, from the same
+/// folds), it is scored by the average precision of the two channels combined as the ensemble
+/// combines them, so the penalty is chosen for what ships, not for the channel alone.
+fn fit_per_topic<D: crate::logistic::Design>(
+    design: &D,
+    labels: &[Vec<bool>],
+    topics: &[String],
+    search: &PenaltySearch,
+    partner: Option<&[Vec<f32>]>,
+) -> Channel {
+    let fits: Vec<(crate::logistic::Binary, PenaltyChoice, Vec<f32>)> = (0..topics.len())
+        .into_par_iter()
+        .map(|t| {
+            let y = column(labels, t);
+            let mut oof = out_of_fold_logits(design, &y, &search.grid, search.folds);
+            let scores: Vec<f64> = oof
+                .iter()
+                .map(|own| match partner {
+                    Some(p) => average_precision(&EnsembleHead::combine(&p[t], own), &y),
+                    None => average_precision(own, &y),
+                })
+                .collect();
+            // Ties go to the first candidate: list the grid from the strongest penalty up.
+            let best =
+                (0..scores.len()).fold(0, |b, k| if scores[k] > scores[b] + 1e-9 { k } else { b });
+            let c = search.grid[best];
+            let choice = PenaltyChoice {
+                topic: topics[t].clone(),
+                c,
+                cv_average_precision: search.grid.iter().copied().zip(scores).collect(),
+            };
+            (fit_binary(design, &y, c), choice, oof.swap_remove(best))
+        })
+        .collect();
+    let mut channel = Channel {
+        weight: Vec::new(),
+        bias: Vec::new(),
+        choices: Vec::new(),
+        out_of_fold: Vec::new(),
+    };
+    for (model, choice, oof) in fits {
+        channel.weight.extend(model.weight);
+        channel.bias.push(model.bias);
+        channel.choices.push(choice);
+        channel.out_of_fold.push(oof);
+    }
+    channel
+}
+
+/// One channel's per-topic logistic models, stacked, with how they were chosen.
+pub struct Channel {
+    /// (topics x features), row-major.
+    pub weight: Vec<f32>,
+    pub bias: Vec<f32>,
+    pub choices: Vec<PenaltyChoice>,
+    /// Per topic, the out-of-fold logits of the chosen `C` on the training rows.
+    pub out_of_fold: Vec<Vec<f32>>,
+}
+
+/// Logistic regression on embedding features (standardised with the training split's mean and
+/// deviation, so one penalty suits every dimension).
+pub fn train_logistic(
+    articles: &[crate::encoder::ArticleEmbedding],
+    labels: &[Vec<bool>],
+    topics: &[String],
+    features: FeatureSet,
+    search: &PenaltySearch,
+) -> Result<(LinearHead, Channel), TrainError> {
+    if articles.is_empty() {
+        return Err(TrainError::Empty);
+    }
+    let raw: Vec<Vec<f32>> = articles.iter().map(|a| features.of(a)).collect();
+    let (mean, std) = standardization(&raw);
+    let x: Vec<Vec<f32>> = raw
+        .iter()
+        .map(|row| {
+            row.iter()
+                .zip(mean.iter().zip(&std))
+                .map(|(x, (m, s))| (x - m) / s)
+                .collect()
+        })
+        .collect();
+    let channel = fit_per_topic(&Dense(&x), labels, topics, search, None);
+    let head = LinearHead {
+        weight: channel.weight.clone(),
+        bias: channel.bias.clone(),
+        feature_mean: mean,
+        feature_std: std,
+        features,
+    };
+    Ok((head, channel))
+}
+
+/// The lexical vocabulary's settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LexicalConfig {
+    pub ngrams: NgramConfig,
+    /// An n-gram must occur in at least this many training articles.
+    pub min_df: usize,
+    /// The most frequent n-grams kept.
+    pub max_features: usize,
+}
+
+impl Default for LexicalConfig {
+    fn default() -> Self {
+        Self {
+            ngrams: NgramConfig::default(),
+            min_df: 2,
+            max_features: 50_000,
+        }
+    }
+}
+
+/// Logistic regression on character n-gram TF-IDF vectors of the training texts. With
+/// `partner` (the embedding channel's out-of-fold logits), each topic's `C` is chosen for the
+/// ensemble's combined score.
+pub fn train_lexical(
+    texts: &[String],
+    labels: &[Vec<bool>],
+    topics: &[String],
+    config: &LexicalConfig,
+    search: &PenaltySearch,
+    partner: Option<&[Vec<f32>]>,
+) -> Result<(LexicalHead, Channel), TrainError> {
+    if texts.is_empty() {
+        return Err(TrainError::Empty);
+    }
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let vectorizer = Vectorizer::fit(&refs, config.ngrams, config.min_df, config.max_features);
+    let rows: Vec<SparseVector> = refs.par_iter().map(|t| vectorizer.transform(t)).collect();
+    let design = Sparse {
+        rows: &rows,
+        dim: vectorizer.len(),
+    };
+    let channel = fit_per_topic(&design, labels, topics, search, partner);
+    let head = LexicalHead {
+        weight: channel.weight.clone(),
+        bias: channel.bias.clone(),
+        vectorizer,
+    };
+    Ok((head, channel))
+}
+
+/// The lexical channel of an ensemble: its vocabulary settings and penalty search.
+pub struct LexicalRequest<'a> {
+    pub config: &'a LexicalConfig,
+    pub search: &'a PenaltySearch,
+}
+
+/// A fitted logistic or ensemble head, with the out-of-fold raw scores of its training articles
+/// (articles x topics) from models that never saw each article.
+pub struct FittedHead {
+    pub head: Head,
+    /// How each channel's penalty was chosen, for the manifest.
+    pub report: serde_json::Value,
+    pub out_of_fold: Vec<Vec<f32>>,
+}
+
+/// Fits the logistic head on embeddings, and with `lexical` the ensemble with the character
+/// n-gram channel (its penalty chosen for the combined score).
+pub fn fit_logistic_head(
+    articles: &[crate::encoder::ArticleEmbedding],
+    texts: &[String],
+    labels: &[Vec<bool>],
+    topics: &[String],
+    features: FeatureSet,
+    search: &PenaltySearch,
+    lexical: Option<LexicalRequest<'_>>,
+) -> Result<FittedHead, TrainError> {
+    let (linear, channel) = train_logistic(articles, labels, topics, features, search)?;
+    let solver = "L-BFGS to max |gradient| < 1e-7, L2 penalty, balanced class weights";
+    let Some(lexical) = lexical else {
+        return Ok(FittedHead {
+            head: Head::Linear(linear),
+            report: serde_json::json!({"solver": solver, "penalty": channel.choices}),
+            out_of_fold: transpose(&channel.out_of_fold),
+        });
+    };
+    let (lexical_head, lexical_channel) = train_lexical(
+        texts,
+        labels,
+        topics,
+        lexical.config,
+        lexical.search,
+        Some(&channel.out_of_fold),
+    )?;
+    let combined: Vec<Vec<f32>> = channel
+        .out_of_fold
+        .iter()
+        .zip(&lexical_channel.out_of_fold)
+        .map(|(e, l)| EnsembleHead::combine(e, l))
+        .collect();
+    Ok(FittedHead {
+        head: Head::Ensemble(EnsembleHead {
+            embedding: linear,
+            lexical: lexical_head,
+        }),
+        report: serde_json::json!({
+            "solver": solver,
+            "penalty": channel.choices,
+            "lexical": {
+                "config": lexical.config,
+                "penalty": lexical_channel.choices,
+                "chosen_by": "out-of-fold average precision of the combined score",
+            },
+        }),
+        out_of_fold: transpose(&combined),
+    })
+}
+
+/// (topics x articles) to (articles x topics).
+fn transpose(per_topic: &[Vec<f32>]) -> Vec<Vec<f32>> {
+    let n = per_topic.first().map_or(0, Vec::len);
+    (0..n)
+        .map(|i| per_topic.iter().map(|t| t[i]).collect())
+        .collect()
+}
+
+/// Per-dimension mean and standard deviation (floored, so a constant feature divides safely).
+fn standardization(rows: &[Vec<f32>]) -> (Vec<f32>, Vec<f32>) {
+    let n = rows.len() as f64;
+    let dim = rows.first().map_or(0, Vec::len);
+    let mut mean = vec![0.0f64; dim];
+    for row in rows {
+        for (m, &x) in mean.iter_mut().zip(row) {
+            *m += x as f64 / n;
+        }
+    }
+    let mut var = vec![0.0f64; dim];
+    for row in rows {
+        for ((v, &x), m) in var.iter_mut().zip(row).zip(&mean) {
+            *v += (x as f64 - m).powi(2) / n;
+        }
+    }
+    (
+        mean.iter().map(|&m| m as f32).collect(),
+        var.iter().map(|v| (v.sqrt() as f32).max(1e-6)).collect(),
+    )
+}
+
+/// Per-topic calibration and thresholds fitted on held-out raw scores.
+#[derive(Debug, Clone)]
+pub struct Calibration {
+    pub platt: Vec<Platt>,
+    pub thresholds: Vec<f32>,
+    /// What the thresholds assign on the held-out data (articles x topics).
+    pub predicted: Vec<Vec<bool>>,
+}
+
+/// Fits Platt scaling per topic on held-out raw scores, then the F1-best threshold on the
+/// calibrated probabilities. Platt scaling is monotone, so it changes no ranking: the
+/// threshold alone decides which articles get a topic.
+pub fn calibrate(raw: &[Vec<f32>], labels: &[Vec<bool>], topics: usize) -> Calibration {
+    let mut calibration = Calibration {
+        platt: Vec::with_capacity(topics),
+        thresholds: Vec::with_capacity(topics),
+        predicted: vec![vec![false; topics]; raw.len()],
+    };
+    for t in 0..topics {
+        let scores: Vec<f32> = raw.iter().map(|r| r[t]).collect();
+        let actual = column(labels, t);
+        let platt = Platt::fit(&scores, &actual);
+        let probs: Vec<f32> = scores.iter().map(|&s| platt.prob(s)).collect();
+        let (threshold, _) = best_f1_threshold(&probs, &actual);
+        for (row, p) in calibration.predicted.iter_mut().zip(&probs) {
+            row[t] = *p >= threshold;
+        }
+        calibration.platt.push(platt);
+        calibration.thresholds.push(threshold);
+    }
+    calibration
+}
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct TrainConfig {
@@ -173,6 +476,7 @@ pub fn train_linear(
         bias: best_params.1.to_vec1()?,
         feature_mean: mean,
         feature_std: std,
+        features: FeatureSet::MeanMax,
     };
     Ok((
         head,

@@ -13,11 +13,12 @@ fn train_then_label_in_order_with_cache_and_bad_lines() {
     let manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(bundle.join("manifest.json")).unwrap())
             .unwrap();
-    assert_eq!(manifest["head"], "linear");
+    assert_eq!(manifest["head"], "ensemble");
     assert_eq!(manifest["encoder"]["id"], "intfloat/multilingual-e5-small");
     assert_eq!(manifest["topics"].as_array().unwrap().len(), 5);
-    // Thresholds come from the dev split: the one topic with dev positives is tuned, the others
-    // (no positives in dev) keep 0.5.
+    assert_eq!(manifest["training"]["calibration"], "out-of-fold train+dev");
+    // Thresholds come from out-of-fold scores of train and dev pooled: the one topic with
+    // positives is tuned, the others (no positives) keep 0.5.
     let cyber = manifest["thresholds"]["cyberattack"].as_f64().unwrap();
     assert!(cyber > 0.0 && cyber < 1.0 && cyber != 0.5, "{cyber}");
     assert_eq!(manifest["thresholds"]["espionage"].as_f64().unwrap(), 0.5);
@@ -151,4 +152,59 @@ fn changed_taxonomy_is_refused_and_new_topic_falls_back_to_zero_shot() {
     );
     let row: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
     assert!(row["scores"]["sanctions"].as_f64().is_some(), "{row}");
+}
+
+#[test]
+fn train_flags_are_checked_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("never");
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["--head", "linear", "--calibration", "cross-validation"],
+            "`--calibration cross-validation` needs",
+        ),
+        (
+            &["--penalties", "0.1,-1"],
+            "`--penalties` takes positive numbers",
+        ),
+        (&["--lexical-penalties", "NaN"], "`--lexical-penalties`"),
+        (&["--folds", "1"], "`--folds` must be at least 2"),
+    ];
+    for (flags, message) in cases {
+        let mut args = vec![
+            "train",
+            "--train",
+            "tests/fixtures/toy_train.jsonl",
+            "--dev",
+            "tests/fixtures/toy_dev.jsonl",
+            "--output",
+            out.to_str().unwrap(),
+            // A missing encoder: a flag error must come first, before anything is loaded.
+            "--encoder",
+            "/nonexistent/encoder",
+        ];
+        args.extend_from_slice(flags);
+        let run = spyglass(&args);
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert_eq!(run.status.code(), Some(2), "{flags:?}: {stderr}");
+        assert!(stderr.contains(message), "{flags:?}: {stderr}");
+    }
+    let run = spyglass(&[
+        "train",
+        "--train",
+        "tests/fixtures/toy_train.jsonl",
+        "--dev",
+        "tests/fixtures/toy_dev.jsonl",
+        "--output",
+        out.to_str().unwrap(),
+        "--folds",
+        "50",
+    ]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("`--folds 50` is more than the 8 articles"),
+        "{stderr}"
+    );
+    assert!(!out.exists());
 }

@@ -124,7 +124,7 @@ fn from_model(args: &EvalArgs, articles: &[LabelledArticle]) -> anyhow::Result<S
         .iter()
         .zip(&embeddings)
         .map(|(article, embedding)| {
-            let p = model.classifier.predict(embedding);
+            let p = model.classifier.predict(embedding, article.document());
             thresholds.get_or_insert_with(|| p.thresholds.clone());
             ArticleResult {
                 id: article.id.clone(),

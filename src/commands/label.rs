@@ -74,7 +74,7 @@ pub fn run(args: &LabelArgs) -> anyhow::Result<Outcome> {
                 }
             };
             let embedding = embedded.next().expect("one embedding per article");
-            let prediction = model.classifier.predict(embedding);
+            let prediction = model.classifier.predict(embedding, article.document());
             let mut record = LabelRecord {
                 id: &article.id,
                 labels: Vec::new(),

@@ -470,7 +470,7 @@ fn cycle(
             .embed(&docs)
             .context("cannot embed the new feed items")?;
         for (candidate, embedding) in chunk.into_iter().zip(embedded) {
-            let prediction = model.classifier.predict(&embedding);
+            let prediction = model.classifier.predict(&embedding, candidate.document());
             let (top, score) = prediction
                 .probs
                 .iter()
