@@ -59,6 +59,11 @@ pub struct Overall {
     pub hamming_loss: f64,
     pub none_precision: f64,
     pub none_recall: f64,
+    /// Bootstrap 95% intervals of the `none` precision and recall (absent in older reports).
+    #[serde(default)]
+    pub none_precision_ci95: Option<[f64; 2]>,
+    #[serde(default)]
+    pub none_recall_ci95: Option<[f64; 2]>,
     /// Expected calibration error over every (article, topic) probability, 10 equal bins.
     pub ece: Option<f64>,
 }
@@ -280,6 +285,12 @@ pub fn score(
     let pred_none: Vec<bool> = predicted.iter().map(|r| !r.iter().any(|&b| b)).collect();
     let gold_none: Vec<bool> = gold.iter().map(|r| !r.iter().any(|&b| b)).collect();
     let none = Confusion::from(&pred_none, &gold_none);
+    let none_of =
+        |labels: &Labels| -> Vec<bool> { labels.iter().map(|r| !r.iter().any(|&b| b)).collect() };
+    let resampled_none: Vec<Confusion> = resampled
+        .iter()
+        .map(|(p, g)| Confusion::from(&none_of(p), &none_of(g)))
+        .collect();
     let ece = has_probs.then(|| {
         let flat_p: Vec<f32> = probs.iter().flatten().copied().collect();
         let flat_g: Vec<bool> = gold.iter().flatten().copied().collect();
@@ -298,6 +309,12 @@ pub fn score(
         },
         none_precision: none.precision(),
         none_recall: none.recall(),
+        none_precision_ci95: Some(percentile_interval(
+            resampled_none.iter().map(Confusion::precision).collect(),
+        )),
+        none_recall_ci95: Some(percentile_interval(
+            resampled_none.iter().map(Confusion::recall).collect(),
+        )),
         ece,
     };
 
@@ -536,6 +553,14 @@ mod tests {
             lo <= a.overall.macro_f1 && a.overall.macro_f1 <= hi,
             "{lo} {hi}"
         );
+        // The `none` intervals bracket their point estimates and are not degenerate here.
+        for (value, interval) in [
+            (a.overall.none_precision, a.overall.none_precision_ci95),
+            (a.overall.none_recall, a.overall.none_recall_ci95),
+        ] {
+            let [lo, hi] = interval.expect("computed");
+            assert!(lo <= value && value <= hi && lo < hi, "{lo} {value} {hi}");
+        }
     }
 
     #[test]

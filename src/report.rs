@@ -49,7 +49,7 @@ pub fn markdown_tables(report: &EvalReport) -> String {
     let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
     let _ = writeln!(
         s,
-        "| {} | **{:.3}** {} | {:.3} | {:.3} | {:.4} | {:.3} | {:.3} | {} |",
+        "| {} | **{:.3}** {} | {:.3} | {:.3} | {:.4} | {:.3}{} | {:.3}{} | {} |",
         o.articles,
         o.macro_f1,
         ci(o.macro_f1_ci95),
@@ -57,7 +57,13 @@ pub fn markdown_tables(report: &EvalReport) -> String {
         o.subset_accuracy,
         o.hamming_loss,
         o.none_precision,
+        o.none_precision_ci95
+            .map(|c| format!(" {}", ci(c)))
+            .unwrap_or_default(),
         o.none_recall,
+        o.none_recall_ci95
+            .map(|c| format!(" {}", ci(c)))
+            .unwrap_or_default(),
         opt(o.ece)
     );
     s
