@@ -158,6 +158,21 @@ fn changed_taxonomy_is_refused_and_new_topic_falls_back_to_zero_shot() {
 fn train_flags_are_checked_before_any_work() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("never");
+    let train = |extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--train",
+            "tests/fixtures/toy_train.jsonl",
+            "--dev",
+            "tests/fixtures/toy_dev.jsonl",
+            "--output",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let run = spyglass(&args);
+        assert_eq!(run.status.code(), Some(2), "{extra:?}");
+        String::from_utf8_lossy(&run.stderr).into_owned()
+    };
     let cases: [(&[&str], &str); 4] = [
         (
             &["--head", "linear", "--calibration", "cross-validation"],
@@ -171,37 +186,13 @@ fn train_flags_are_checked_before_any_work() {
         (&["--folds", "1"], "`--folds` must be at least 2"),
     ];
     for (flags, message) in cases {
-        let mut args = vec![
-            "train",
-            "--train",
-            "tests/fixtures/toy_train.jsonl",
-            "--dev",
-            "tests/fixtures/toy_dev.jsonl",
-            "--output",
-            out.to_str().unwrap(),
-            // A missing encoder: a flag error must come first, before anything is loaded.
-            "--encoder",
-            "/nonexistent/encoder",
-        ];
-        args.extend_from_slice(flags);
-        let run = spyglass(&args);
-        let stderr = String::from_utf8_lossy(&run.stderr);
-        assert_eq!(run.status.code(), Some(2), "{flags:?}: {stderr}");
+        // A missing encoder: a flag error must come first, before anything is loaded.
+        let mut extra = vec!["--encoder", "/nonexistent/encoder"];
+        extra.extend_from_slice(flags);
+        let stderr = train(&extra);
         assert!(stderr.contains(message), "{flags:?}: {stderr}");
     }
-    let run = spyglass(&[
-        "train",
-        "--train",
-        "tests/fixtures/toy_train.jsonl",
-        "--dev",
-        "tests/fixtures/toy_dev.jsonl",
-        "--output",
-        out.to_str().unwrap(),
-        "--folds",
-        "50",
-    ]);
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert_eq!(run.status.code(), Some(2), "{stderr}");
+    let stderr = train(&["--folds", "50"]);
     assert!(
         stderr.contains("`--folds 50` is more than the 8 articles"),
         "{stderr}"
