@@ -363,6 +363,11 @@ pub struct TriageArgs {
     /// Download each new item's page and extract the story text (else the feed's own content).
     #[arg(long)]
     pub fetch_articles: bool,
+    /// Also fetch from loopback, private, link-local and multicast addresses (refused by
+    /// default for article pages and for redirects away from the feeds you named; for local
+    /// testing only).
+    #[arg(long)]
+    pub allow_private_addresses: bool,
     /// State database: items seen and feed caching headers
     /// [default: $XDG_DATA_HOME/spyglass/triage.sqlite, else ~/.local/share/spyglass/triage.sqlite].
     #[arg(long, env = "SPYGLASS_TRIAGE_STATE")]

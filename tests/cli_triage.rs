@@ -434,6 +434,8 @@ fn fetched_articles_drop_related_blocks_and_failed_pages_fall_back_to_feed_text(
             "--feed",
             &server.url("/pages.xml"),
             "--fetch-articles",
+            // The pages live on 127.0.0.1, like every page of this test server.
+            "--allow-private-addresses",
             "--output",
             out.to_str().unwrap(),
             "--timeout",
@@ -490,6 +492,98 @@ fn fetched_articles_drop_related_blocks_and_failed_pages_fall_back_to_feed_text(
         stderr.contains("1 articles fell back to the feed's text"),
         "{stderr}"
     );
+}
+
+#[test]
+fn hostile_redirects_fail_one_source_and_private_pages_are_refused() {
+    const SECRET: &str = "internal admin token 7f3a";
+    let handler: Handler = Arc::new(|req: &Request, base: &str| {
+        match req.path.as_str() {
+        "/to-file" => Reply::status(302).header("Location", "file:///etc/passwd"),
+        "/to-mailto" => Reply::status(302).header("Location", "mailto:editor@example.org"),
+        "/to-data" => Reply::status(301).header("Location", "data:text/xml,<rss/>"),
+        "/to-js" => Reply::status(307).header("Location", "javascript:alert(1)"),
+        "/to-metadata" => Reply::status(302).header("Location", "http://169.254.169.254/latest/"),
+        "/news.xml" => Reply::ok(
+            "application/rss+xml",
+            format!(
+                r#"<?xml version="1.0"?><rss version="2.0"><channel><title>N</title>
+<item><title>Council budget approved</title><link>{base}/secret</link><guid>n1</guid>
+<description>The council approved its budget for next year after a long debate on Tuesday evening.</description></item>
+<item><title>Harbour crane repaired</title><link>{base}/to-metadata</link><guid>n2</guid>
+<description>The harbour's largest crane is working again after a week of repairs to its cables.</description></item>
+<item><title>Ferry timetable changes</title><link>{base}/to-file</link><guid>n3</guid>
+<description>The winter ferry timetable starts on Monday with two fewer crossings a day.</description></item>
+</channel></rss>"#
+            )
+            .into_bytes(),
+        ),
+        "/secret" => Reply::ok(
+            "text/html",
+            format!("<html><body><article><p>{SECRET}. Do not share.</p></article></body></html>")
+                .into_bytes(),
+        ),
+        _ => Reply::status(404),
+    }
+    });
+    let server = Server::start(handler);
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.sqlite");
+    let mut args: Vec<String> = [
+        "/to-file",
+        "/to-mailto",
+        "/to-data",
+        "/to-js",
+        "/to-metadata",
+        "/news.xml",
+    ]
+    .iter()
+    .flat_map(|p| ["--feed".to_string(), server.url(p)])
+    .collect();
+    args.extend(["--fetch-articles", "--timeout", "2s"].map(String::from));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let run = run_triage(&state, &args);
+    // No panic: the bad sources fail with a clear line each and the run completes.
+    let stderr = ok(&run);
+    for (path, location) in [
+        ("/to-file", "file:///etc/passwd"),
+        ("/to-mailto", "mailto:editor@example.org"),
+        ("/to-data", "data:text/xml,<rss/>"),
+        ("/to-js", "javascript:alert(1)"),
+    ] {
+        assert!(
+            stderr.contains(&format!(
+                "redirects to `{location}`, which is not an http or https address"
+            )),
+            "{path}: {stderr}"
+        );
+        assert!(stderr.contains(&server.url(path)), "{path}: {stderr}");
+    }
+    // A redirect from the user's feed host to a link-local address is refused before connecting.
+    assert!(stderr.contains("169.254.169.254"), "{stderr}");
+    assert!(stderr.contains("`--allow-private-addresses`"), "{stderr}");
+    // Article pages on a private address are refused by default: never requested, never copied.
+    assert!(server.requests("/secret").is_empty());
+    let out = String::from_utf8_lossy(&run.stdout);
+    assert!(!out.contains(SECRET), "{out}");
+    let rows = jsonl(&run.stdout);
+    assert_eq!(rows.len(), 3, "{out}");
+    assert!(rows.iter().all(|r| r["content"] == "feed"), "{out}");
+
+    // With the opt-in, the local page is fetched.
+    let run = run_triage(
+        &dir.path().join("other.sqlite"),
+        &[
+            "--feed",
+            &server.url("/news.xml"),
+            "--fetch-articles",
+            "--allow-private-addresses",
+            "--timeout",
+            "2s",
+        ],
+    );
+    ok(&run);
+    assert_eq!(server.requests("/secret").len(), 1);
 }
 
 #[test]

@@ -23,7 +23,7 @@ use crate::triage::extract::extract_article;
 use crate::triage::feeds::{
     parse_feed, read_feeds_file, resolve_source, FeedEntry, FeedItem, FeedParseError, FeedSource,
 };
-use crate::triage::fetch::{Fetched, Fetcher, Validators};
+use crate::triage::fetch::{netloc, AddressPolicy, Fetched, Fetcher, Purpose, Validators};
 use crate::triage::render::{self, DigestFormat, DigestHeader, Source, TriageRecord};
 use crate::triage::state::{
     default_state_path, DuplicateOf, FeedRecord, ItemRecord, ItemStatus, State,
@@ -47,7 +47,19 @@ pub fn run(args: &TriageArgs) -> anyhow::Result<Outcome> {
     let mut model = load_model(&args.model, &args.encoder, &args.cache)?;
     let shown = model.topic_filter(&args.topics)?;
     let stop = install_ctrlc();
-    let fetcher = Fetcher::new(args.timeout, &args.user_agent);
+    // The feeds the user named are trusted wherever they are; everything a feed links to, and
+    // every redirect away from those hosts, must be on a public address.
+    let policy = AddressPolicy {
+        trusted_feed_hosts: entries
+            .iter()
+            .filter_map(|e| match resolve_source(&e.text, &e.base) {
+                Ok(FeedSource::Url(url)) => netloc(&url),
+                _ => None,
+            })
+            .collect(),
+        allow_private: args.allow_private_addresses,
+    };
+    let fetcher = Fetcher::new(args.timeout, &args.user_agent, &policy);
     let Some(interval) = args.watch else {
         let summary = cycle(
             args, &entries, &mut state, &mut model, &shown, &fetcher, &stop,
@@ -666,7 +678,7 @@ fn read_feed(
                 .map_err(|e| format!("{e}; fix the file `{}`", path.display()))
         }
         FeedSource::Url(url) => {
-            match fetcher.get(url.as_str(), validators, FEED_ACCEPT) {
+            match fetcher.get(url.as_str(), validators, FEED_ACCEPT, Purpose::Feed) {
                 Ok(Fetched::NotModified) => Ok(None),
                 Ok(Fetched::Body {
                     bytes,
@@ -692,7 +704,7 @@ fn read_feed(
 
 /// Downloads an article page and extracts its story text.
 fn fetch_article(fetcher: &Fetcher, link: &str) -> Result<String, String> {
-    match fetcher.get(link, &Validators::default(), PAGE_ACCEPT) {
+    match fetcher.get(link, &Validators::default(), PAGE_ACCEPT, Purpose::Page) {
         Ok(Fetched::Body {
             bytes,
             final_url,
