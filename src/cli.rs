@@ -303,7 +303,8 @@ impl EncoderArgs {
         EncoderSource {
             id_or_dir: self.encoder.clone().unwrap_or_else(|| id.to_string()),
             revision: self.revision.clone().unwrap_or_else(|| {
-                if explicit {
+                // Bundles trained before pins named a Hub revision recorded `local`.
+                if explicit || revision == crate::encoder::resolve::LOCAL_REVISION {
                     "main".into()
                 } else {
                     revision.to_string()
@@ -400,4 +401,22 @@ pub struct TriageArgs {
     pub encoder: EncoderArgs,
     #[command(flatten)]
     pub cache: CacheArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn bundle_pins_from_local_folders_resolve_to_the_hub_default_branch() {
+        let cli = Cli::try_parse_from(["spyglass", "label", "--input", "x.jsonl"]).unwrap();
+        let Command::Label(args) = cli.command else {
+            panic!("parsed as {:?}", cli.command)
+        };
+        let id = "intfloat/multilingual-e5-small";
+        assert_eq!(args.encoder.source_or(id, "local").revision, "main");
+        assert_eq!(args.encoder.source_or(id, "abc123").revision, "abc123");
+        assert_eq!(args.encoder.source_or(id, "local").id_or_dir, id);
+    }
 }

@@ -171,3 +171,44 @@ fn hub_id_resolves_from_the_cache_offline() {
         "{stderr}"
     );
 }
+
+/// The shipped model finds its encoder in the Hugging Face cache by itself (no `--encoder`),
+/// offline, from another working directory.
+#[test]
+fn shipped_model_labels_offline_from_the_hub_cache_without_encoder_flag() {
+    let home = tempfile::tempdir().unwrap();
+    fake_hub_cache(home.path());
+    let input = home.path().join("in.jsonl");
+    std::fs::write(
+        &input,
+        "{\"id\":\"a\",\"text\":\"Ransomware encrypted the hospital's servers overnight.\"}\n",
+    )
+    .unwrap();
+    let model = std::fs::canonicalize("models/default").unwrap();
+    let taxonomy = std::fs::canonicalize("labels/taxonomy.toml").unwrap();
+    let run = Command::new(env!("CARGO_BIN_EXE_spyglass"))
+        .current_dir(home.path())
+        .args([
+            "label",
+            "--offline",
+            "--no-cache",
+            "--input",
+            input.to_str().unwrap(),
+            "--model",
+            model.to_str().unwrap(),
+            "--taxonomy",
+            taxonomy.to_str().unwrap(),
+        ])
+        .env_remove("SPYGLASS_ENCODER")
+        .env("HF_HOME", home.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    let rows = common::jsonl(&run.stdout);
+    assert_eq!(
+        rows[0]["labels"],
+        serde_json::json!(["cyberattack"]),
+        "{rows:?}"
+    );
+}

@@ -7,6 +7,7 @@ use crate::bundle::{Bundle, EncoderPin, Manifest};
 use crate::cache::{default_cache_path, CachedEncoder, EmbeddingCache};
 use crate::classify::{uncalibrated_zero_shot, zero_shot_head, Classifier, ScoredHead};
 use crate::cli::{CacheArgs, EncoderArgs, ModelArgs};
+use crate::encoder::resolve::LOCAL_REVISION;
 use crate::encoder::{default_device, Encoder, EncoderSettings, WindowOverrides};
 use crate::taxonomy::Taxonomy;
 
@@ -74,7 +75,14 @@ pub fn encoder_pin(encoder: &CachedEncoder) -> EncoderPin {
     let files = inner.files();
     EncoderPin {
         id: EncoderSettings::known_id(files).unwrap_or_else(|| files.id.clone()),
-        revision: files.revision.clone(),
+        // A local folder has no Hub revision; the pin then names the Hub's default branch, so the
+        // installed bundle finds its encoder in the cache or on the Hub (the weights hash pins
+        // the weights themselves).
+        revision: if files.revision == LOCAL_REVISION {
+            "main".into()
+        } else {
+            files.revision.clone()
+        },
         weights_sha256: encoder.space().weights_sha256.clone(),
         hidden_size: inner.hidden_size(),
         prefix: inner.settings().prefix.clone(),

@@ -2,6 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
+/// The revision of encoder files read from a local folder (no Hub revision).
+pub const LOCAL_REVISION: &str = "local";
+
 /// Where the encoder files come from and how to reach them.
 #[derive(Debug, Clone)]
 pub struct EncoderSource {
@@ -216,7 +219,7 @@ fn resolve_local(dir: &Path, id: &str) -> Result<EncoderFiles, ResolveError> {
     };
     Ok(EncoderFiles {
         id: id.trim_end_matches('/').to_string(),
-        revision: "local".to_string(),
+        revision: LOCAL_REVISION.to_string(),
         config,
         tokenizer,
         weights,
