@@ -124,8 +124,8 @@ impl Bundle {
         };
         let text = std::fs::read_to_string(&manifest_path)
             .map_err(|e| invalid(&manifest_path, e.to_string()))?;
-        let manifest: Manifest =
-            serde_json::from_str(&text).map_err(|e| invalid(&manifest_path, e.to_string()))?;
+        let manifest: Manifest = serde_json::from_str(crate::input::strip_bom_str(&text))
+            .map_err(|e| invalid(&manifest_path, e.to_string()))?;
         let bytes =
             std::fs::read(&weights_path).map_err(|e| invalid(&weights_path, e.to_string()))?;
         if sha256_hex(&bytes) != manifest.weights_sha256 {

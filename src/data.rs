@@ -87,7 +87,10 @@ pub fn load_file(path: &Path, taxonomy: &Taxonomy) -> Result<LoadedFile, DataErr
         path: path.to_path_buf(),
         ..Default::default()
     };
-    for (index, raw) in bytes.split(|&b| b == b'\n').enumerate() {
+    for (index, raw) in crate::input::strip_bom(&bytes)
+        .split(|&b| b == b'\n')
+        .enumerate()
+    {
         let line = index + 1;
         if raw.iter().all(u8::is_ascii_whitespace) {
             continue;
@@ -302,6 +305,20 @@ mod tests {
         format!(
             r#"{{"id":"{id}","lang":"en","title":"T","text":"{text}","labels":{labels},"source":"written"}}"#
         )
+    }
+
+    #[test]
+    fn a_byte_order_mark_does_not_spoil_the_first_gold_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bom.jsonl");
+        let text = format!(
+            "\u{feff}{}\n",
+            record("first", "A story about spies.", r#"["espionage"]"#)
+        );
+        std::fs::write(&path, text).unwrap();
+        let loaded = load_file(&path, &taxonomy()).unwrap();
+        assert!(loaded.invalid.is_empty(), "{:?}", loaded.invalid);
+        assert_eq!(loaded.articles[0].id, "first");
     }
 
     #[test]

@@ -44,6 +44,20 @@ pub struct RecordError {
 
 pub type InputItem = Result<Article, RecordError>;
 
+/// The UTF-8 byte-order mark some editors put at the start of a file.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// `bytes` without a leading UTF-8 byte-order mark. Every reader of user files calls this on the
+/// file's first bytes, so a BOM never turns the first record into a bad one.
+pub fn strip_bom(bytes: &[u8]) -> &[u8] {
+    bytes.strip_prefix(BOM).unwrap_or(bytes)
+}
+
+/// `text` without a leading byte-order mark.
+pub fn strip_bom_str(text: &str) -> &str {
+    text.strip_prefix('\u{feff}').unwrap_or(text)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
     #[error("cannot open input `{path}`: {source}; pass an existing JSONL file, a folder of .txt/.md files, or `-` for standard input")]
@@ -154,10 +168,11 @@ impl ArticleReader {
                 }
                 self.bytes_read += n as u64;
                 *line += 1;
-                if buf.iter().all(u8::is_ascii_whitespace) {
+                let record = if *line == 1 { strip_bom(buf) } else { &buf[..] };
+                if record.iter().all(u8::is_ascii_whitespace) {
                     continue;
                 }
-                return Ok(Some(parse_jsonl_record(buf, name, *line)));
+                return Ok(Some(parse_jsonl_record(record, name, *line)));
             },
             Inner::Folder { root, files } => {
                 let Some(path) = files.next() else {
@@ -177,7 +192,7 @@ impl ArticleReader {
                 };
                 Ok(Some(match read {
                     Err(e) => Err(fail(format!("cannot read `{source}`: {e}"))),
-                    Ok(_) => match String::from_utf8(bytes) {
+                    Ok(_) => match String::from_utf8(strip_bom(&bytes).to_vec()) {
                         Err(e) => Err(fail(format!(
                             "`{source}` is not valid UTF-8 (byte {}); re-save it as UTF-8",
                             e.utf8_error().valid_up_to()
@@ -289,6 +304,23 @@ mod tests {
             None,
         );
         reader.map(|r| r.unwrap()).collect()
+    }
+
+    #[test]
+    fn a_byte_order_mark_does_not_spoil_the_first_record() {
+        let items =
+            read_all("\u{feff}{\"id\":\"a\",\"text\":\"one\"}\n{\"id\":\"b\",\"text\":\"two\"}\n");
+        assert_eq!(items.len(), 2);
+        assert_eq!(items[0].as_ref().unwrap().id, "a");
+        // A folder's text file with a BOM keeps its text without it.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("x.txt"), "\u{feff}Story text.").unwrap();
+        let mut reader = ArticleReader::open(dir.path().to_str().unwrap()).unwrap();
+        let article = reader.next_item().unwrap().unwrap().unwrap();
+        assert_eq!(article.text, "Story text.");
+        // Only a leading BOM is removed.
+        assert_eq!(strip_bom(b"\xEF\xBB\xBFa\xEF\xBB\xBF"), b"a\xEF\xBB\xBF");
+        assert_eq!(strip_bom_str("x\u{feff}"), "x\u{feff}");
     }
 
     #[test]

@@ -187,7 +187,7 @@ fn from_predictions(
     })?;
     let mut by_id: HashMap<String, PredictionLine> = HashMap::new();
     let mut problems = Vec::new();
-    for (i, line) in text.lines().enumerate() {
+    for (i, line) in crate::input::strip_bom_str(&text).lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
@@ -343,12 +343,13 @@ fn compare(args: &EvalArgs) -> anyhow::Result<Outcome> {
     let load = |path: &Path| -> anyhow::Result<EvalReport> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read report `{}`", path.display()))?;
-        let report: EvalReport = serde_json::from_str(&text).with_context(|| {
-            format!(
-                "`{}` is not a `spyglass eval --json` report ({SCHEMA})",
-                path.display()
-            )
-        })?;
+        let report: EvalReport = serde_json::from_str(crate::input::strip_bom_str(&text))
+            .with_context(|| {
+                format!(
+                    "`{}` is not a `spyglass eval --json` report ({SCHEMA})",
+                    path.display()
+                )
+            })?;
         if report.schema != SCHEMA {
             bail!(
                 "`{}` has schema `{}`, expected `{SCHEMA}`",

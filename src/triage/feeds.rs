@@ -112,7 +112,7 @@ pub fn read_feeds_file(path: &Path) -> Result<Vec<FeedEntry>, FeedsFileError> {
         path: path.to_path_buf(),
         source,
     })?;
-    parse_feeds_list(&text, path)
+    parse_feeds_list(crate::input::strip_bom_str(&text), path)
 }
 
 /// A line without its comment: `#` at the start, or after whitespace (URL fragments keep theirs).
@@ -269,6 +269,15 @@ fn absolute(href: &str, base: Option<&url::Url>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_feeds_file_with_a_byte_order_mark_reads_its_first_feed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("feeds.txt");
+        std::fs::write(&path, "\u{feff}https://a.example/rss.xml\n").unwrap();
+        let entries = read_feeds_file(&path).unwrap();
+        assert_eq!(entries[0].text, "https://a.example/rss.xml");
+    }
 
     #[test]
     fn feeds_files_skip_comments_and_blank_lines() {
