@@ -185,3 +185,103 @@ fn gate_failure_exits_1_and_missing_predictions_exit_2() {
         "{stderr}"
     );
 }
+
+#[test]
+fn nonsense_is_refused_and_json_on_stdout_is_pure() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data.jsonl");
+    write(
+        &data,
+        &[record("a", "en", &["cyberattack"]), record("b", "de", &[])],
+    );
+    let good = dir.path().join("good.jsonl");
+    write(
+        &good,
+        &[prediction("a", 0.9, 0.1), prediction("b", 0.1, 0.1)],
+    );
+    let eval = |extra: &[&str]| {
+        let mut args = vec!["eval", "--data", data.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        spyglass(&args)
+    };
+    let refused = |extra: &[&str], message: &str| {
+        let run = eval(extra);
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert_eq!(run.status.code(), Some(2), "{extra:?}: {stderr}");
+        assert!(stderr.contains(message), "{extra:?}: {stderr}");
+    };
+    let good_arg = good.to_str().unwrap();
+    refused(
+        &["--predictions", good_arg, "--fail-under", "macro_f1=1.5"],
+        "a gate is a score from 0 to 1",
+    );
+    refused(
+        &["--predictions", good_arg, "--fail-under", "macro_f1=NaN"],
+        "a gate is a score from 0 to 1",
+    );
+    refused(
+        &["--predictions", good_arg, "--bootstrap", "0"],
+        "`--bootstrap 0`",
+    );
+
+    // Scores outside 0-1, and the same id predicted twice.
+    let bad = dir.path().join("bad.jsonl");
+    write(
+        &bad,
+        &[
+            prediction("a", 1.7, 0.1),
+            prediction("b", 0.1, 0.1),
+            prediction("b", 0.1, 0.1),
+            prediction("c", 0.1, -0.2),
+        ],
+    );
+    let run = eval(&["--predictions", bad.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("cyberattack=1.7"), "{stderr}");
+    assert!(stderr.contains("espionage=-0.2"), "{stderr}");
+    assert!(
+        stderr.contains("id `b` was already predicted on line 2"),
+        "{stderr}"
+    );
+
+    // A malformed gold line is an error, not a smaller test set.
+    let holes = dir.path().join("holes.jsonl");
+    write(
+        &holes,
+        &[record("a", "en", &["cyberattack"]), "{not json".into()],
+    );
+    let run = spyglass(&[
+        "eval",
+        "--data",
+        holes.to_str().unwrap(),
+        "--predictions",
+        good_arg,
+    ]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("1 invalid gold records"), "{stderr}");
+
+    // `--json -`: stdout is one JSON document; the summary and gates go to stderr.
+    let run = eval(&[
+        "--predictions",
+        good_arg,
+        "--json",
+        "-",
+        "--fail-under",
+        "macro_f1=0.1",
+    ]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&run.stdout).expect("stdout is pure JSON");
+    assert_eq!(report["schema"], "spyglass.eval/1");
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        stderr.contains("macro-F1") && stderr.contains("gate macro_f1"),
+        "{stderr}"
+    );
+}

@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::{bail, Context};
 
 use super::model::load_model;
-use super::train::{embed_labelled, read_labelled};
+use super::train::embed_labelled;
 use super::Outcome;
 use crate::classify::excerpt;
 use crate::cli::EvalArgs;
@@ -25,6 +25,12 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<Outcome> {
         return compare(args);
     }
     let gates = parse_gates(&args.fail_under)?;
+    if !(1..=1_000_000).contains(&args.bootstrap) {
+        bail!(
+            "`--bootstrap {}`: pass a number of resamples from 1 to 1000000 (1000 is usual)",
+            args.bootstrap
+        );
+    }
     let taxonomy = Taxonomy::load(&args.model.taxonomy)?;
     let topics: Vec<String> = taxonomy.ids().iter().map(|s| s.to_string()).collect();
     for (key, _) in &gates {
@@ -35,7 +41,26 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<Outcome> {
     let mut articles: Vec<LabelledArticle> = Vec::new();
     let mut data = Vec::new();
     for path in &args.data {
-        let file_articles = read_labelled(path, &taxonomy)?;
+        // Scores against gold with holes in it would be wrong, not just smaller: refuse.
+        let loaded = crate::data::load_file(path, &taxonomy)?;
+        if !loaded.invalid.is_empty() {
+            let shown: Vec<String> = loaded
+                .invalid
+                .iter()
+                .take(5)
+                .map(|f| f.to_string())
+                .collect();
+            bail!(
+                "{} invalid gold records in `{}`, e.g.\n  {}\nfix them (`spyglass data check` lists them all) before scoring",
+                loaded.invalid.len(),
+                path.display(),
+                shown.join("\n  ")
+            );
+        }
+        if loaded.articles.is_empty() {
+            bail!("`{}` has no labelled articles", path.display());
+        }
+        let file_articles = loaded.articles;
         let bytes =
             std::fs::read(path).with_context(|| format!("cannot read `{}`", path.display()))?;
         data.push(Provenance {
@@ -79,10 +104,14 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<Outcome> {
         errors: scoring.errors,
         articles: results,
     };
-    print!(
-        "{}",
-        crate::report::terminal_summary(&report, args.show_errors)
-    );
+    // With `--json -` stdout carries the JSON alone; the summary and gate lines go to stderr.
+    let json_on_stdout = args.json.as_deref() == Some("-");
+    let summary = crate::report::terminal_summary(&report, args.show_errors);
+    if json_on_stdout {
+        eprint!("{summary}");
+    } else {
+        print!("{summary}");
+    }
     if let Some(path) = &args.json {
         let mut out = Output::create(path)?;
         out.write_str(&(serde_json::to_string_pretty(&report)? + "\n"))?;
@@ -97,7 +126,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<Outcome> {
             dir.join("summary.md").display()
         );
     }
-    check_gates(&gates, &report)
+    check_gates(&gates, &report, json_on_stdout)
 }
 
 type Scored = (Vec<ArticleResult>, String, String, Option<Vec<f32>>);
@@ -186,6 +215,7 @@ fn from_predictions(
         anyhow::anyhow!("predictions `{}` are not valid UTF-8 ({e})", path.display())
     })?;
     let mut by_id: HashMap<String, PredictionLine> = HashMap::new();
+    let mut line_of: HashMap<String, usize> = HashMap::new();
     let mut problems = Vec::new();
     for (i, line) in crate::input::strip_bom_str(&text).lines().enumerate() {
         if line.trim().is_empty() {
@@ -228,9 +258,34 @@ fn from_predictions(
             problems.push(format!("{where_}: needs `scores` or `labels`"));
             continue;
         }
+        let out_of_range: Vec<String> = p
+            .scores
+            .iter()
+            .flatten()
+            .filter(|(_, v)| !(0.0..=1.0).contains(*v))
+            .map(|(t, v)| format!("{t}={v}"))
+            .collect();
+        if !out_of_range.is_empty() {
+            problems.push(format!(
+                "{where_}: scores must be probabilities from 0 to 1, got {}",
+                out_of_range.join(", ")
+            ));
+            continue;
+        }
+        if let Some(first) = line_of.insert(id.clone(), i + 1) {
+            problems.push(format!(
+                "{where_}: id `{id}` was already predicted on line {first}; one prediction per article"
+            ));
+            continue;
+        }
         by_id.insert(id, p);
     }
     if !problems.is_empty() {
+        let more = problems.len().saturating_sub(20);
+        problems.truncate(20);
+        if more > 0 {
+            problems.push(format!("… and {more} more"));
+        }
         bail!("invalid predictions:\n  {}", problems.join("\n  "));
     }
     let missing: Vec<&str> = articles
@@ -308,12 +363,19 @@ fn parse_gates(specs: &[String]) -> anyhow::Result<Vec<(String, f64)>> {
                 .trim()
                 .parse()
                 .with_context(|| format!("`--fail-under {spec}`: `{value}` is not a number"))?;
+            if !(0.0..=1.0).contains(&value) {
+                bail!("`--fail-under {spec}`: a gate is a score from 0 to 1, not `{value}`");
+            }
             Ok((key.trim().to_string(), value))
         })
         .collect()
 }
 
-fn check_gates(gates: &[(String, f64)], report: &EvalReport) -> anyhow::Result<Outcome> {
+fn check_gates(
+    gates: &[(String, f64)],
+    report: &EvalReport,
+    to_stderr: bool,
+) -> anyhow::Result<Outcome> {
     let mut failed = false;
     for (key, minimum) in gates {
         let value = match key.as_str() {
@@ -327,10 +389,15 @@ fn check_gates(gates: &[(String, f64)], report: &EvalReport) -> anyhow::Result<O
         };
         let ok = value >= *minimum;
         failed |= !ok;
-        println!(
+        let line = format!(
             "gate {key} >= {minimum:.3}: {value:.3} {}",
             if ok { "ok" } else { "FAILED" }
         );
+        if to_stderr {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
     }
     Ok(if failed {
         Outcome::GateFailed
