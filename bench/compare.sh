@@ -55,9 +55,10 @@ for file in "${FILES[@]}"; do
     for round in $(seq "$ROUNDS"); do
         for precision in $PRECISIONS; do
             # spyglass: its summary line carries articles/s and tokens/s; time -f gives peak RSS.
+            # Embeddings go to stdout and are thrown away there (`--output` takes files only).
             out=$( { /usr/bin/time -f 'rss_kb=%M' "$BIN" --threads "$THREADS" embed --input "$file" \
-                       --output /dev/null --encoder "$MODEL" --max-windows 1 --no-window-embeddings \
-                       --precision "$precision"; } 2>&1 )
+                       --output - --encoder "$MODEL" --max-windows 1 --no-window-embeddings \
+                       --precision "$precision" >/dev/null; } 2>&1 )
             aps=$(sed -n 's/.*: \([0-9.]*\) articles\/s.*/\1/p' <<<"$out")
             tps=$(sed -n 's/.* \([0-9.]*\) tokens\/s.*/\1/p' <<<"$out")
             rss=$(sed -n 's/rss_kb=//p' <<<"$out")

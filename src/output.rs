@@ -21,6 +21,58 @@ pub enum OutputError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("output `{path}` is not a regular file (a device, pipe, socket or folder); pass a file path, or `-` for standard output")]
+    NotAFile { path: PathBuf },
+    #[error("output `{path}` is a symbolic link to nothing ({reason}); pass a file path")]
+    DanglingLink {
+        path: PathBuf,
+        reason: std::io::Error,
+    },
+    #[error("output `{output}` is the input `{input}`; write to another file (the input would be overwritten while it is read)")]
+    SameAsInput { output: String, input: String },
+}
+
+/// Names of standard output that users pass as a path.
+const STDOUT_PATHS: [&str; 3] = ["/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"];
+
+/// Where a file output really goes: the target of a symbolic link (so the link survives and
+/// its target is replaced atomically), refusing anything that exists but is not a regular file.
+fn file_target(spec: &str) -> Result<PathBuf, OutputError> {
+    let path = PathBuf::from(spec);
+    let Ok(meta) = std::fs::symlink_metadata(&path) else {
+        return Ok(path); // a new file
+    };
+    let real = if meta.file_type().is_symlink() {
+        match std::fs::canonicalize(&path) {
+            Ok(real) => real,
+            Err(reason) => return Err(OutputError::DanglingLink { path, reason }),
+        }
+    } else {
+        path.clone()
+    };
+    match std::fs::metadata(&real) {
+        Ok(m) if m.is_file() => Ok(real),
+        Ok(_) => Err(OutputError::NotAFile { path }),
+        Err(_) => Ok(real),
+    }
+}
+
+/// Refuses an output that is the input file itself (by file identity, not spelling).
+pub fn refuse_input(output: &str, input: &str) -> Result<(), OutputError> {
+    if output == "-" || input == "-" {
+        return Ok(());
+    }
+    let same = match (std::fs::canonicalize(output), std::fs::canonicalize(input)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if same {
+        return Err(OutputError::SameAsInput {
+            output: output.to_string(),
+            input: input.to_string(),
+        });
+    }
+    Ok(())
 }
 
 /// A destination for lines of output. Call [`Output::finish`] to publish a file; dropping it
@@ -41,13 +93,13 @@ enum Sink {
 impl Output {
     /// `-` is standard output; anything else a file path.
     pub fn create(spec: &str) -> Result<Self, OutputError> {
-        if spec == "-" {
+        if spec == "-" || STDOUT_PATHS.contains(&spec) {
             return Ok(Self {
                 sink: Sink::Stdout(BufWriter::new(std::io::stdout())),
                 name: "<stdout>".into(),
             });
         }
-        let target = PathBuf::from(spec);
+        let target = file_target(spec)?;
         let dir = match target.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
@@ -163,5 +215,53 @@ mod tests {
         out.write_json(&serde_json::json!({"a": 1})).unwrap();
         out.finish().unwrap();
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "{\"a\":1}\n");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn links_are_written_through_and_devices_and_folders_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real.jsonl");
+        std::fs::write(&real, "old\n").unwrap();
+        let link = dir.path().join("link.jsonl");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let mut out = Output::create(link.to_str().unwrap()).unwrap();
+        out.write_str("new\n").unwrap();
+        out.finish().unwrap();
+        // The link is still a link, and its target holds the new text.
+        assert!(std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(std::fs::read_to_string(&real).unwrap(), "new\n");
+
+        for spec in ["/dev/null", dir.path().to_str().unwrap()] {
+            let err = Output::create(spec).err().expect("refused");
+            assert!(
+                err.to_string().contains("not a regular file"),
+                "{spec}: {err}"
+            );
+        }
+        let dangling = dir.path().join("dangling");
+        std::os::unix::fs::symlink(dir.path().join("missing/x"), &dangling).unwrap();
+        assert!(Output::create(dangling.to_str().unwrap()).is_err());
+        // Standard output by its device names is standard output, not a file to replace.
+        assert_eq!(Output::create("/dev/stdout").unwrap().name, "<stdout>");
+    }
+
+    #[test]
+    fn the_input_file_is_never_the_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in.jsonl");
+        std::fs::write(&input, "{}\n").unwrap();
+        let spelled = format!("{}/./in.jsonl", dir.path().display());
+        let err = refuse_input(&spelled, input.to_str().unwrap()).unwrap_err();
+        assert!(err.to_string().contains("is the input"), "{err}");
+        assert!(refuse_input(
+            dir.path().join("out.jsonl").to_str().unwrap(),
+            input.to_str().unwrap()
+        )
+        .is_ok());
+        assert!(refuse_input("-", "-").is_ok());
     }
 }

@@ -32,6 +32,7 @@ struct WindowRecord<'a> {
 const CHUNK_ARTICLES: usize = 128;
 
 pub fn run(args: &EmbedArgs) -> anyhow::Result<Outcome> {
+    crate::output::refuse_input(&args.output, &args.input)?;
     let encoder = load_encoder(&args.encoder)?;
     let mut reader = ArticleReader::open(&args.input)?;
     let mut output = Output::create(&args.output)?;

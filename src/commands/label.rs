@@ -38,6 +38,7 @@ pub fn run(args: &LabelArgs) -> anyhow::Result<Outcome> {
             args.min_score
         );
     }
+    crate::output::refuse_input(&args.output, &args.input)?;
     let mut model = load_model(&args.model, &args.encoder, &args.cache)?;
     let shown = model.topic_filter(&args.topics)?;
     let mut reader = ArticleReader::open(&args.input)?;
