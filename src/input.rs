@@ -58,8 +58,72 @@ pub fn strip_bom_str(text: &str) -> &str {
     text.strip_prefix('\u{feff}').unwrap_or(text)
 }
 
+/// What a run read: good and bad records and repeated ids, for the closing line and the check
+/// that a run labelled something.
+#[derive(Debug, Default)]
+pub struct Tally {
+    pub good: usize,
+    pub bad: usize,
+    pub duplicate_ids: usize,
+    first_error: Option<String>,
+    first_duplicate: Option<String>,
+    seen: std::collections::HashSet<String>,
+}
+
+impl Tally {
+    pub fn count(&mut self, item: &InputItem) {
+        self.count_id(item.as_ref().map(|a| a.id.as_str()));
+    }
+
+    /// Counts a record by its id, or its error.
+    pub fn count_id(&mut self, item: Result<&str, &RecordError>) {
+        match item {
+            Ok(id) => {
+                self.good += 1;
+                if !self.seen.insert(id.to_string()) {
+                    self.duplicate_ids += 1;
+                    self.first_duplicate.get_or_insert_with(|| id.to_string());
+                }
+            }
+            Err(error) => {
+                self.bad += 1;
+                self.first_error
+                    .get_or_insert_with(|| format!("{}: {}", error.source, error.error));
+            }
+        }
+    }
+
+    /// A warning when ids repeat (output lines would share an id).
+    pub fn duplicate_warning(&self) -> Option<String> {
+        self.first_duplicate.as_ref().map(|id| {
+            format!(
+                "{} records repeat an id seen earlier (first: `{id}`); their output lines share that id, so give each article its own id",
+                self.duplicate_ids
+            )
+        })
+    }
+
+    /// An error when there were records and every one was bad.
+    pub fn check_any_good(&self, input: &str) -> Result<(), InputError> {
+        match &self.first_error {
+            Some(first) if self.good == 0 => Err(InputError::AllBad {
+                input: input.to_string(),
+                bad: self.bad,
+                first: first.clone(),
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
+    #[error("all {bad} records of `{input}` were bad, so nothing was processed (first: {first}); pass JSONL with `id` and `text` on each line, a .txt/.md file, or a folder of them")]
+    AllBad {
+        input: String,
+        bad: usize,
+        first: String,
+    },
     #[error("cannot open input `{path}`: {source}; pass an existing JSONL file, a folder of .txt/.md files, or `-` for standard input")]
     Open {
         path: PathBuf,
@@ -123,6 +187,23 @@ impl ArticleReader {
                 },
                 bytes_read: 0,
                 total_bytes: Some(total),
+            });
+        }
+        if matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("txt") | Some("md")
+        ) {
+            // A plain-text file is one article, as each file of a folder is.
+            File::open(path).map_err(open_err)?;
+            let total = path.metadata().ok().map(|m| m.len());
+            let root = path.parent().unwrap_or(Path::new("")).to_path_buf();
+            return Ok(Self {
+                inner: Inner::Folder {
+                    root,
+                    files: vec![path.to_path_buf()].into_iter(),
+                },
+                bytes_read: 0,
+                total_bytes: total,
             });
         }
         let file = File::open(path).map_err(open_err)?;
@@ -321,6 +402,37 @@ mod tests {
         // Only a leading BOM is removed.
         assert_eq!(strip_bom(b"\xEF\xBB\xBFa\xEF\xBB\xBF"), b"a\xEF\xBB\xBF");
         assert_eq!(strip_bom_str("x\u{feff}"), "x\u{feff}");
+    }
+
+    #[test]
+    fn a_text_file_is_one_article_and_a_tally_catches_all_bad_runs_and_repeats() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("note.md");
+        std::fs::write(&path, "# Heading\nA line that is not JSON.\n").unwrap();
+        let items: Vec<InputItem> = ArticleReader::open(path.to_str().unwrap())
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(items.len(), 1);
+        let article = items[0].as_ref().unwrap();
+        assert_eq!(article.id, "note");
+        assert!(article.text.starts_with("# Heading"));
+
+        let mut tally = Tally::default();
+        for item in read_all("nope\n{\"id\":1}\n") {
+            tally.count(&item);
+        }
+        let err = tally.check_any_good("x.jsonl").unwrap_err().to_string();
+        assert!(err.contains("all 2 records of `x.jsonl` were bad"), "{err}");
+        let mut tally = Tally::default();
+        for item in read_all("{\"id\":\"a\",\"text\":\"1\"}\n{\"id\":\"a\",\"text\":\"2\"}\nbad\n")
+        {
+            tally.count(&item);
+        }
+        assert!(tally.check_any_good("x").is_ok());
+        assert_eq!(tally.duplicate_ids, 1);
+        assert!(tally.duplicate_warning().unwrap().contains("`a`"));
+        assert!(Tally::default().check_any_good("empty").is_ok());
     }
 
     #[test]

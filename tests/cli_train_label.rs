@@ -199,3 +199,51 @@ fn train_flags_are_checked_before_any_work() {
     );
     assert!(!out.exists());
 }
+
+#[test]
+fn all_bad_input_exits_2_and_a_text_file_is_one_article() {
+    let dir = tempfile::tempdir().unwrap();
+    let (bundle, cache) = toy();
+    let label = |input: &Path, out: &Path| {
+        spyglass(&[
+            "label",
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+            "--model",
+            bundle.to_str().unwrap(),
+            "--encoder",
+            MODEL_DIR,
+            "--cache",
+            cache.to_str().unwrap(),
+        ])
+    };
+    // Every record bad: exit 2 with a summary; the error lines are still written.
+    let bad = dir.path().join("bad.jsonl");
+    std::fs::write(&bad, "not json\n{\"id\":\"x\"}\n").unwrap();
+    let out = dir.path().join("out.jsonl");
+    let run = label(&bad, &out);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("all 2 records of"), "{stderr}");
+    assert_eq!(read_jsonl(&out).len(), 2);
+
+    // A .txt file is one article, not lines of JSON.
+    let txt = dir.path().join("story.txt");
+    std::fs::write(
+        &txt,
+        "Ransomware encrypted the county council's servers.\nServices are down for a week.\n",
+    )
+    .unwrap();
+    let run = label(&txt, &out);
+    ok(&run);
+    let rows = read_jsonl(&out);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["id"], "story");
+
+    // The output is never the input.
+    let run = label(&txt, &txt);
+    assert_eq!(run.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&run.stderr).contains("is the input"));
+}

@@ -38,6 +38,7 @@ pub fn run(args: &EmbedArgs) -> anyhow::Result<Outcome> {
     let mut output = Output::create(&args.output)?;
     let progress = Progress::new(reader.total_bytes, "embedding");
     let (mut articles, mut errors, mut windows, mut tokens) = (0usize, 0usize, 0usize, 0usize);
+    let mut tally = crate::input::Tally::default();
     loop {
         // Read a chunk; keep record errors in their place so output order matches input order.
         let mut chunk: Vec<Result<(String, TokenizedArticle), RecordError>> = Vec::new();
@@ -56,6 +57,9 @@ pub fn run(args: &EmbedArgs) -> anyhow::Result<Outcome> {
                         error: e.to_string(),
                     })
             }));
+        }
+        for item in &chunk {
+            tally.count_id(item.as_ref().map(|(id, _)| id.as_str()));
         }
         if chunk.is_empty() {
             break;
@@ -112,5 +116,9 @@ pub fn run(args: &EmbedArgs) -> anyhow::Result<Outcome> {
         tokens as f64 / seconds.max(1e-9),
         encoder.precision().as_str(),
     );
+    if let Some(warning) = tally.duplicate_warning() {
+        eprintln!("warning: {warning}");
+    }
+    tally.check_any_good(&args.input)?;
     Ok(Outcome::Ok)
 }

@@ -45,12 +45,16 @@ pub fn run(args: &LabelArgs) -> anyhow::Result<Outcome> {
     let mut output = Output::create(&args.output)?;
     let progress = Progress::new(reader.total_bytes, "labelling");
     let (mut labelled, mut errors) = (0usize, 0usize);
+    let mut tally = crate::input::Tally::default();
     let mut per_topic = vec![0usize; model.classifier.topics.len()];
     loop {
         let mut chunk: Vec<Result<Article, RecordError>> = Vec::new();
         while chunk.len() < CHUNK_ARTICLES {
             match reader.next_item()? {
-                Some(item) => chunk.push(item),
+                Some(item) => {
+                    tally.count(&item);
+                    chunk.push(item);
+                }
                 None => break,
             }
         }
@@ -134,6 +138,10 @@ pub fn run(args: &LabelArgs) -> anyhow::Result<Outcome> {
         stats.misses,
         if counts.is_empty() { "none".into() } else { counts.join(", ") }
     );
+    if let Some(warning) = tally.duplicate_warning() {
+        eprintln!("warning: {warning}");
+    }
+    tally.check_any_good(&args.input)?;
     Ok(Outcome::Ok)
 }
 
