@@ -31,6 +31,11 @@ pub struct Manifest {
     pub thresholds: BTreeMap<String, f32>,
     /// SHA-256 of head.safetensors, checked at load.
     pub weights_sha256: String,
+    /// SHA-256 binding the weights to what the manifest says they mean: head kind, topic names
+    /// in head order, calibration and thresholds (see [`binding_sha256`]), checked at load, so
+    /// an edited manifest (topics reordered, a threshold changed) is refused.
+    #[serde(default)]
+    pub binding_sha256: String,
     #[serde(default)]
     pub training: serde_json::Value,
     #[serde(default)]
@@ -98,6 +103,57 @@ pub enum BundleError {
     Write { path: PathBuf, reason: String },
 }
 
+/// The hash of what gives the weights their meaning: head kind, weights hash, topic order,
+/// calibration, thresholds and the encoder width.
+pub fn binding_sha256(m: &Manifest) -> String {
+    let canonical = serde_json::json!({
+        "head": m.head,
+        "weights_sha256": m.weights_sha256,
+        "topics": m.topics,
+        "calibration": m.calibration,
+        "thresholds": m.thresholds,
+        "hidden_size": m.encoder.hidden_size,
+    });
+    sha256_hex(canonical.to_string().as_bytes())
+}
+
+/// Checks a manifest whole before anything relies on it: unique topics, each with a finite
+/// calibration and a threshold in [0, 1], and the binding hash that ties them to the weights.
+fn check_manifest(m: &Manifest) -> Result<(), String> {
+    let mut seen = std::collections::HashSet::new();
+    for topic in &m.topics {
+        if !seen.insert(topic) {
+            return Err(format!("topic `{topic}` is listed twice"));
+        }
+        let platt = m
+            .calibration
+            .get(topic)
+            .ok_or_else(|| format!("topic `{topic}` has no calibration"))?;
+        if !(platt.a.is_finite() && platt.b.is_finite()) {
+            return Err(format!("topic `{topic}` has a non-finite calibration"));
+        }
+        let threshold = m
+            .thresholds
+            .get(topic)
+            .ok_or_else(|| format!("topic `{topic}` has no threshold"))?;
+        if !(0.0..=1.0).contains(threshold) {
+            return Err(format!(
+                "topic `{topic}` has threshold {threshold}, outside 0-1"
+            ));
+        }
+    }
+    if m.topics.is_empty() {
+        return Err("it lists no topics".into());
+    }
+    if m.binding_sha256.is_empty() {
+        return Err("it has no binding_sha256 (made by an older spyglass); retrain it with `spyglass train`".into());
+    }
+    if binding_sha256(m) != m.binding_sha256 {
+        return Err("its topics, calibration or thresholds do not match binding_sha256: the manifest was edited after training; retrain or restore the bundle".into());
+    }
+    Ok(())
+}
+
 /// A loaded bundle: its manifest and the head it describes.
 #[derive(Debug, Clone)]
 pub struct Bundle {
@@ -126,6 +182,7 @@ impl Bundle {
             .map_err(|e| invalid(&manifest_path, e.to_string()))?;
         let manifest: Manifest = serde_json::from_str(crate::input::strip_bom_str(&text))
             .map_err(|e| invalid(&manifest_path, e.to_string()))?;
+        check_manifest(&manifest).map_err(|reason| invalid(&manifest_path, reason))?;
         let bytes =
             std::fs::read(&weights_path).map_err(|e| invalid(&weights_path, e.to_string()))?;
         if sha256_hex(&bytes) != manifest.weights_sha256 {
@@ -349,6 +406,7 @@ impl Bundle {
             .serialize()
             .map_err(|e| write_err(&weights_path, e))?;
         manifest.weights_sha256 = sha256_hex(&bytes);
+        manifest.binding_sha256 = binding_sha256(manifest);
         crate::output::write_atomic(&weights_path, &bytes)
             .map_err(|e| write_err(&weights_path, e.to_string()))?;
         let manifest_path = dir.join(MANIFEST_FILE);
@@ -422,6 +480,7 @@ mod tests {
                 .collect(),
             thresholds: topics.iter().map(|t| (t.to_string(), 0.4)).collect(),
             weights_sha256: String::new(),
+            binding_sha256: String::new(),
             training: serde_json::Value::Null,
             dev_metrics: serde_json::Value::Null,
         }
@@ -459,6 +518,26 @@ mod tests {
         );
         assert_eq!(loaded.manifest.calibration, m.calibration);
         assert_eq!(loaded.manifest.thresholds["b"], 0.4);
+
+        // A manifest edited after training is refused: topics swapped, or a threshold changed.
+        let manifest_path = dir.path().join(MANIFEST_FILE);
+        let original = std::fs::read_to_string(&manifest_path).unwrap();
+        let mut edited: serde_json::Value = serde_json::from_str(&original).unwrap();
+        edited["topics"] = serde_json::json!(["b", "a"]);
+        std::fs::write(&manifest_path, edited.to_string()).unwrap();
+        let err = Bundle::load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("edited after training"), "{err}");
+        let mut edited: serde_json::Value = serde_json::from_str(&original).unwrap();
+        edited["thresholds"]["a"] = serde_json::json!(0.1);
+        std::fs::write(&manifest_path, edited.to_string()).unwrap();
+        assert!(Bundle::load(dir.path()).is_err());
+        let mut edited: serde_json::Value = serde_json::from_str(&original).unwrap();
+        edited["thresholds"].as_object_mut().unwrap().remove("b");
+        std::fs::write(&manifest_path, edited.to_string()).unwrap();
+        let err = Bundle::load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("topic `b` has no threshold"), "{err}");
+        std::fs::write(&manifest_path, &original).unwrap();
+        Bundle::load(dir.path()).unwrap();
 
         // A tampered weights file is refused.
         let weights = dir.path().join(WEIGHTS_FILE);

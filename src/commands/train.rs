@@ -310,6 +310,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<Outcome> {
         calibration,
         thresholds,
         weights_sha256: String::new(),
+        binding_sha256: String::new(),
         training: json!({
             "train": {"path": args.train, "sha256": hash(&args.train)?, "articles": train.len()},
             "dev": {"path": args.dev, "sha256": hash(&args.dev)?, "articles": dev.len()},
