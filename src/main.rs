@@ -18,6 +18,17 @@ fn main() -> ExitCode {
         // candle's CPU kernels size their thread pool from this variable on first use.
         std::env::set_var("RAYON_NUM_THREADS", threads.max(1).to_string());
     }
+    if !matches!(cli.command, Command::Triage(_)) {
+        // Ctrl-C or SIGTERM: remove unfinished outputs' temporary files, then stop. (Triage
+        // installs its own handler, which finishes the current step first.)
+        let installed = ctrlc::set_handler(|| {
+            spyglass::output::remove_partial_files();
+            std::process::exit(130);
+        });
+        if let Err(e) = installed {
+            eprintln!("warning: cannot catch Ctrl-C ({e}); an interrupted run may leave `.spyglass-*.partial` files");
+        }
+    }
     let result = match &cli.command {
         Command::Embed(args) => commands::embed::run(args),
         Command::Data(DataCommand::Check(args)) => commands::data::check(args),

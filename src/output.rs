@@ -32,6 +32,66 @@ pub enum OutputError {
     SameAsInput { output: String, input: String },
 }
 
+/// Temporary files of unfinished outputs in this process, removed by
+/// [`remove_partial_files`] when the process is interrupted (destructors do not run then).
+static PARTIALS: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+/// A temporary file's place in [`PARTIALS`], given up when the output is finished or dropped.
+struct Registered(PathBuf);
+
+impl Registered {
+    fn new(path: &Path) -> Self {
+        if let Ok(mut partials) = PARTIALS.lock() {
+            partials.push(path.to_path_buf());
+        }
+        Self(path.to_path_buf())
+    }
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        if let Ok(mut partials) = PARTIALS.lock() {
+            partials.retain(|p| p != &self.0);
+        }
+    }
+}
+
+/// Deletes every unfinished output's temporary file; for signal handlers, before exiting.
+pub fn remove_partial_files() {
+    if let Ok(mut partials) = PARTIALS.lock() {
+        for path in partials.drain(..) {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Removes `.spyglass-<pid>-*.partial` files in `dir` whose process is gone (Linux), left by a
+/// run that was killed outright; files of live processes are someone's work in progress.
+fn sweep_stale_partials(dir: &Path) {
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(".spyglass-"))
+            .filter(|n| n.ends_with(".partial"))
+        else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
 /// Names of standard output that users pass as a path.
 const STDOUT_PATHS: [&str; 3] = ["/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"];
 
@@ -87,6 +147,7 @@ enum Sink {
     File {
         writer: BufWriter<tempfile::NamedTempFile>,
         target: PathBuf,
+        _registered: Registered,
     },
 }
 
@@ -104,18 +165,21 @@ impl Output {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
+        sweep_stale_partials(&dir);
         let temp = tempfile::Builder::new()
-            .prefix(".spyglass-")
+            .prefix(&format!(".spyglass-{}-", std::process::id()))
             .suffix(".partial")
             .tempfile_in(&dir)
             .map_err(|source| OutputError::Create {
                 path: target.clone(),
                 source,
             })?;
+        let registered = Registered::new(temp.path());
         Ok(Self {
             sink: Sink::File {
                 writer: BufWriter::with_capacity(1 << 16, temp),
                 target,
+                _registered: registered,
             },
             name: spec.to_string(),
         })
@@ -152,7 +216,11 @@ impl Output {
                 path: self.name,
                 source,
             }),
-            Sink::File { writer, target } => {
+            Sink::File {
+                writer,
+                target,
+                _registered,
+            } => {
                 let temp = writer.into_inner().map_err(|e| OutputError::Write {
                     path: self.name.clone(),
                     source: e.into_error(),
@@ -247,6 +315,37 @@ mod tests {
         assert!(Output::create(dangling.to_str().unwrap()).is_err());
         // Standard output by its device names is standard output, not a file to replace.
         assert_eq!(Output::create("/dev/stdout").unwrap().name, "<stdout>");
+    }
+
+    #[test]
+    fn stale_partials_of_dead_processes_are_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let dead = dir.path().join(".spyglass-4000000000-abc.partial");
+        let mine = dir
+            .path()
+            .join(format!(".spyglass-{}-abc.partial", std::process::id()));
+        let other = dir.path().join("notes.partial");
+        for p in [&dead, &mine, &other] {
+            std::fs::write(p, "x").unwrap();
+        }
+        let out = Output::create(dir.path().join("out.jsonl").to_str().unwrap()).unwrap();
+        if Path::new("/proc/self").exists() {
+            assert!(!dead.exists());
+        }
+        assert!(mine.exists() && other.exists());
+        // The new output's own temporary file is registered until it is finished or dropped
+        // (other tests register theirs in the same process, so count only this folder's).
+        let here = || {
+            PARTIALS
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|p| p.starts_with(dir.path()))
+                .count()
+        };
+        assert_eq!(here(), 1);
+        drop(out);
+        assert_eq!(here(), 0);
     }
 
     #[test]

@@ -247,3 +247,63 @@ fn all_bad_input_exits_2_and_a_text_file_is_one_article() {
     assert_eq!(run.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&run.stderr).contains("is the input"));
 }
+
+/// Ctrl-C or SIGTERM in the middle of a run leaves no `.spyglass-*.partial` file behind.
+#[cfg(unix)]
+#[test]
+fn interrupted_label_removes_its_partial_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (bundle, _) = toy();
+    let input = dir.path().join("many.jsonl");
+    let lines: Vec<String> = (0..400)
+        .map(|i| {
+            format!(
+                r#"{{"id":"a{i}","text":"Article {i}: the harbour authority met on Tuesday to discuss the ferry timetable, parking charges and the new fish market, which opens in spring."}}"#
+            )
+        })
+        .collect();
+    std::fs::write(&input, lines.join("\n")).unwrap();
+    for signal in ["INT", "TERM"] {
+        let out_dir = dir.path().join(signal);
+        std::fs::create_dir(&out_dir).unwrap();
+        let out = out_dir.join("out.jsonl");
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_spyglass"))
+            .args([
+                "label",
+                "--input",
+                input.to_str().unwrap(),
+                "--output",
+                out.to_str().unwrap(),
+                "--model",
+                bundle.to_str().unwrap(),
+                "--encoder",
+                MODEL_DIR,
+                "--no-cache",
+                "--batch-size",
+                "1",
+            ])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let partials = || -> usize {
+            std::fs::read_dir(&out_dir)
+                .unwrap()
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".partial"))
+                .count()
+        };
+        let started = std::time::Instant::now();
+        while partials() == 0 && started.elapsed() < std::time::Duration::from_secs(60) {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert_eq!(partials(), 1, "the run never started writing");
+        std::process::Command::new("kill")
+            .args([format!("-{signal}"), child.id().to_string()])
+            .status()
+            .unwrap();
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(130), "{signal}: {status:?}");
+        assert_eq!(partials(), 0, "{signal}: a partial file was left");
+        assert!(!out.exists());
+    }
+}

@@ -168,6 +168,7 @@ fn install_ctrlc() -> Arc<AtomicBool> {
     let installed = ctrlc::set_handler(move || {
         if flag.swap(true, Ordering::SeqCst) {
             eprintln!("\ntriage: interrupted again; quitting without saving this run");
+            crate::output::remove_partial_files();
             std::process::exit(130);
         }
         eprintln!("\ntriage: stopping after the current step (Ctrl-C again to quit at once)");
