@@ -47,8 +47,8 @@ pub const EMBEDDING_ENGINE_VERSION: u32 = 1;
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct EmbeddingSpace {
     pub engine_version: u32,
-    pub encoder_id: String,
-    pub revision: String,
+    /// The weights' identity, not the encoder's name or path: `./enc`, `enc` and the Hub's copy
+    /// of the same weights share their cached vectors.
     pub weights_sha256: String,
     pub prefix: String,
     pub pooling: crate::encoder::Pooling,
@@ -66,8 +66,6 @@ impl EmbeddingSpace {
     pub fn of(encoder: &Encoder, weights_sha256: String) -> Self {
         Self {
             engine_version: EMBEDDING_ENGINE_VERSION,
-            encoder_id: encoder.files().id.clone(),
-            revision: encoder.files().revision.clone(),
             weights_sha256,
             prefix: encoder.settings().prefix.clone(),
             pooling: encoder.settings().pooling,

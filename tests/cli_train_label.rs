@@ -307,3 +307,37 @@ fn interrupted_label_removes_its_partial_file() {
         assert!(!out.exists());
     }
 }
+
+/// The embedding cache is keyed by the weights, not by how the encoder's path is spelled.
+#[test]
+fn cache_hits_whatever_the_encoder_path_spelling() {
+    let dir = tempfile::tempdir().unwrap();
+    let (bundle, _) = toy();
+    let cache = dir.path().join("cache.sqlite");
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(
+        &input,
+        r#"{"id":"a","text":"The ferry timetable changes on Monday."}"#,
+    )
+    .unwrap();
+    let spelled = MODEL_DIR.replace("models/", "models/./") + "/";
+    for (encoder, expected) in [
+        (MODEL_DIR, "0 cached, 1 computed"),
+        (spelled.as_str(), "1 cached, 0 computed"),
+    ] {
+        let stderr = ok(&spyglass(&[
+            "label",
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            dir.path().join("out.jsonl").to_str().unwrap(),
+            "--model",
+            bundle.to_str().unwrap(),
+            "--encoder",
+            encoder,
+            "--cache",
+            cache.to_str().unwrap(),
+        ]));
+        assert!(stderr.contains(expected), "{encoder}: {stderr}");
+    }
+}
