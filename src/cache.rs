@@ -106,6 +106,34 @@ struct StoredWindow {
     tokens: usize,
 }
 
+/// What a cache lookup found.
+#[derive(Debug)]
+pub enum Lookup {
+    Hit(ArticleEmbedding),
+    Miss,
+    /// An entry whose checksum does not match its contents (edited or damaged): recomputed.
+    Corrupt,
+}
+
+/// SHA-256 over an entry's key and stored fields, so an entry changed outside spyglass (or
+/// moved to another key) is recognised and recomputed rather than trusted.
+fn entry_checksum(
+    key: &str,
+    article: &[u8],
+    windows: &str,
+    vectors: &[u8],
+    truncated: bool,
+) -> String {
+    let mut bytes =
+        Vec::with_capacity(key.len() + article.len() + windows.len() + vectors.len() + 4);
+    for part in [key.as_bytes(), article, windows.as_bytes(), vectors] {
+        bytes.extend_from_slice(&(part.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(part);
+    }
+    bytes.push(u8::from(truncated));
+    sha256_hex(&bytes)
+}
+
 /// f32 values as little-endian bytes, the BLOB format of spyglass's SQLite files.
 pub(crate) fn to_blob(values: &[f32]) -> Vec<u8> {
     values.iter().flat_map(|v| v.to_le_bytes()).collect()
@@ -151,6 +179,18 @@ impl EmbeddingCache {
              );",
         )
         .map_err(err)?;
+        // Caches made before entries carried checksums gain the column; their entries have an
+        // empty checksum, fail the check and are recomputed once.
+        let has_checksum = conn
+            .prepare("SELECT 1 FROM pragma_table_info('embeddings') WHERE name = 'checksum'")
+            .and_then(|mut s| s.exists([]))
+            .map_err(err)?;
+        if !has_checksum {
+            conn.execute_batch(
+                "ALTER TABLE embeddings ADD COLUMN checksum TEXT NOT NULL DEFAULT ''",
+            )
+            .map_err(err)?;
+        }
         Ok(Self {
             conn,
             path: path.to_path_buf(),
@@ -164,11 +204,11 @@ impl EmbeddingCache {
         }
     }
 
-    pub fn get(&self, key: &str) -> Result<Option<ArticleEmbedding>, CacheError> {
+    pub fn get(&self, key: &str) -> Result<Lookup, CacheError> {
         let row = self
             .conn
             .query_row(
-                "SELECT article, windows, window_vectors, truncated FROM embeddings WHERE key = ?1",
+                "SELECT article, windows, window_vectors, truncated, checksum FROM embeddings WHERE key = ?1",
                 params![key],
                 |r| {
                     Ok((
@@ -176,23 +216,27 @@ impl EmbeddingCache {
                         r.get::<_, String>(1)?,
                         r.get::<_, Vec<u8>>(2)?,
                         r.get::<_, bool>(3)?,
+                        r.get::<_, String>(4)?,
                     ))
                 },
             )
             .optional()
             .map_err(|e| self.err(e))?;
-        let Some((article, windows, vectors, truncated)) = row else {
-            return Ok(None);
+        let Some((article, windows, vectors, truncated, checksum)) = row else {
+            return Ok(Lookup::Miss);
         };
+        if checksum != entry_checksum(key, &article, &windows, &vectors, truncated) {
+            return Ok(Lookup::Corrupt);
+        }
         let embedding = from_blob(&article);
         let dim = embedding.len();
         let stored: Vec<StoredWindow> = match serde_json::from_str(&windows) {
             Ok(w) => w,
-            Err(_) => return Ok(None), // unreadable entry: treat as a miss and re-embed
+            Err(_) => return Ok(Lookup::Corrupt),
         };
         let vectors = from_blob(&vectors);
         if dim == 0 || vectors.len() != dim * stored.len() {
-            return Ok(None);
+            return Ok(Lookup::Corrupt);
         }
         let windows = stored
             .iter()
@@ -206,7 +250,7 @@ impl EmbeddingCache {
                 embedding: v.to_vec(),
             })
             .collect();
-        Ok(Some(ArticleEmbedding {
+        Ok(Lookup::Hit(ArticleEmbedding {
             embedding,
             windows,
             truncated,
@@ -224,8 +268,8 @@ impl EmbeddingCache {
         {
             let mut insert = tx
                 .prepare_cached(
-                    "INSERT OR REPLACE INTO embeddings (key, article, windows, window_vectors, truncated)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    "INSERT OR REPLACE INTO embeddings (key, article, windows, window_vectors, truncated, checksum)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )
                 .map_err(err)?;
             for (key, article) in entries {
@@ -243,13 +287,26 @@ impl EmbeddingCache {
                     .iter()
                     .flat_map(|w| w.embedding.iter().copied())
                     .collect();
+                let (article_blob, windows_json, vectors_blob) = (
+                    to_blob(&article.embedding),
+                    serde_json::to_string(&windows).expect("serializable"),
+                    to_blob(&vectors),
+                );
+                let checksum = entry_checksum(
+                    key,
+                    &article_blob,
+                    &windows_json,
+                    &vectors_blob,
+                    article.truncated,
+                );
                 insert
                     .execute(params![
                         key,
-                        to_blob(&article.embedding),
-                        serde_json::to_string(&windows).expect("serializable"),
-                        to_blob(&vectors),
-                        article.truncated
+                        article_blob,
+                        windows_json,
+                        vectors_blob,
+                        article.truncated,
+                        checksum
                     ])
                     .map_err(err)?;
             }
@@ -304,6 +361,8 @@ impl EmbeddingCache {
 pub struct CacheStats {
     pub hits: usize,
     pub misses: usize,
+    /// Entries that failed their checksum and were recomputed (counted in `misses` too).
+    pub corrupt: usize,
     /// Wall time spent in the encoder (tokenizing and embedding the misses).
     pub encoder_seconds: f64,
 }
@@ -366,7 +425,14 @@ impl CachedEncoder {
         let mut found: Vec<Option<ArticleEmbedding>> = Vec::with_capacity(docs.len());
         for key in &keys {
             found.push(match &self.cache {
-                Some(cache) => cache.get(key)?,
+                Some(cache) => match cache.get(key)? {
+                    Lookup::Hit(e) => Some(e),
+                    Lookup::Miss => None,
+                    Lookup::Corrupt => {
+                        self.stats.corrupt += 1;
+                        None
+                    }
+                },
                 None => None,
             });
         }
@@ -443,12 +509,24 @@ mod tests {
             truncated: true,
         };
         cache.put_many(&[("k".into(), &article)]).unwrap();
-        let back = cache.get("k").unwrap().unwrap();
+        let Lookup::Hit(back) = cache.get("k").unwrap() else {
+            panic!("stored entry not found")
+        };
         assert_eq!(back.embedding, article.embedding);
         assert_eq!(back.windows[1].span, Span { start: 3, end: 9 });
         assert_eq!(back.windows[1].embedding, vec![0.0, 1.0]);
         assert!(back.truncated);
-        assert!(cache.get("other").unwrap().is_none());
+        assert!(matches!(cache.get("other").unwrap(), Lookup::Miss));
+
+        // A vector changed behind spyglass's back fails the checksum and is not trusted.
+        cache
+            .conn
+            .execute(
+                "UPDATE embeddings SET article = ?1 WHERE key = 'k'",
+                params![to_blob(&[0.8, 0.6])],
+            )
+            .unwrap();
+        assert!(matches!(cache.get("k").unwrap(), Lookup::Corrupt));
     }
 
     #[test]

@@ -341,3 +341,51 @@ fn cache_hits_whatever_the_encoder_path_spelling() {
         assert!(stderr.contains(expected), "{encoder}: {stderr}");
     }
 }
+
+/// A cached vector changed outside spyglass is recomputed, with one warning, not trusted.
+#[test]
+fn tampered_cache_entries_are_recomputed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (bundle, _) = toy();
+    let cache = dir.path().join("cache.sqlite");
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(
+        &input,
+        r#"{"id":"a","text":"Ransomware encrypted the county council's servers."}"#,
+    )
+    .unwrap();
+    let out = dir.path().join("out.jsonl");
+    let label = || {
+        ok(&spyglass(&[
+            "label",
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+            "--model",
+            bundle.to_str().unwrap(),
+            "--encoder",
+            MODEL_DIR,
+            "--cache",
+            cache.to_str().unwrap(),
+        ]))
+    };
+    label();
+    let first = read_jsonl(&out);
+    let conn = rusqlite::Connection::open(&cache).unwrap();
+    let changed = conn
+        .execute(
+            "UPDATE embeddings SET article = zeroblob(length(article))",
+            [],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+    drop(conn);
+    let stderr = label();
+    assert!(stderr.contains("0 cached, 1 computed"), "{stderr}");
+    assert!(
+        stderr.contains("1 cached embeddings failed their checksum"),
+        "{stderr}"
+    );
+    assert_eq!(read_jsonl(&out), first);
+}

@@ -187,6 +187,7 @@ fn from_model(args: &EvalArgs, articles: &[LabelledArticle]) -> anyhow::Result<S
         model.encoder.stats.hits,
         model.encoder.stats.misses
     );
+    super::model::warn_corrupt_cache(&model.encoder.stats);
     Ok((results, model.model_name, model_sha256, thresholds))
 }
 

@@ -138,6 +138,7 @@ pub fn run(args: &LabelArgs) -> anyhow::Result<Outcome> {
         stats.misses,
         if counts.is_empty() { "none".into() } else { counts.join(", ") }
     );
+    super::model::warn_corrupt_cache(&stats);
     if let Some(warning) = tally.duplicate_warning() {
         eprintln!("warning: {warning}");
     }

@@ -69,6 +69,16 @@ pub fn load_cached_encoder(
     )?)
 }
 
+/// Says once per run how many cache entries failed their checksum (and were recomputed).
+pub fn warn_corrupt_cache(stats: &crate::cache::CacheStats) {
+    if stats.corrupt > 0 {
+        eprintln!(
+            "warning: {} cached embeddings failed their checksum (changed outside spyglass, or damaged) and were recomputed",
+            stats.corrupt
+        );
+    }
+}
+
 /// The pin a bundle records for an encoder: its Hub id when it is a local copy of a known model.
 pub fn encoder_pin(encoder: &CachedEncoder) -> EncoderPin {
     let inner = &encoder.encoder;

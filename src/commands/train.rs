@@ -335,5 +335,6 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<Outcome> {
         fit_seconds,
         args.output.display()
     );
+    super::model::warn_corrupt_cache(&encoder.stats);
     Ok(Outcome::Ok)
 }
