@@ -77,6 +77,9 @@ impl WeightStore {
                 values.len()
             );
         }
+        if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+            candle_core::bail!("tensor `{name}` holds a NaN or infinite value (at index {i})");
+        }
         Ok(values)
     }
 }
@@ -795,6 +798,33 @@ mod tests {
             .unwrap()
             .to_vec2()
             .unwrap()
+    }
+
+    #[test]
+    fn a_nan_in_a_weight_is_refused_with_the_tensor_name() {
+        let cfg = config("bert", 12);
+        let mut weights = tiny_weights("", 12);
+        let name = weights
+            .keys()
+            .find(|k| k.ends_with("attention.output.LayerNorm.weight"))
+            .expect("a LayerNorm weight")
+            .clone();
+        let shape = weights[&name].dims().to_vec();
+        let mut values = weights[&name]
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        values[1] = f32::NAN;
+        weights.insert(
+            name.clone(),
+            Tensor::from_vec(values, shape, &Device::Cpu).unwrap(),
+        );
+        let err = CpuEncoder::load(WeightStore::Tensors(weights), &cfg, Precision::F32)
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(err.contains(&name) && err.contains("NaN"), "{err}");
     }
 
     #[test]

@@ -47,6 +47,8 @@ pub enum EncoderError {
     Manifest(#[from] manifest::ManifestError),
     #[error("`--precision int8` runs on the CPU only; drop it to use the GPU in f32")]
     Int8OnGpu,
+    #[error("the encoder produced NaN or infinite values, so its weights are damaged (a tensor holds NaN or infinity); re-download the encoder or pass another copy with `--encoder`")]
+    NonFinite,
 }
 
 /// One article as the encoder sees it. The title, when present, is put before the text on its own
@@ -463,7 +465,12 @@ impl Encoder {
             .iter()
             .flat_map(|a| a.windows.iter().map(|w| w.ids.as_slice()))
             .collect();
-        let mut vectors = self.embed_windows(&flat, batch_size)?.into_iter();
+        let vectors = self.embed_windows(&flat, batch_size)?;
+        // Damaged weights (a NaN anywhere) poison every vector: refuse rather than emit nulls.
+        if vectors.iter().flatten().any(|v| !v.is_finite()) {
+            return Err(EncoderError::NonFinite);
+        }
+        let mut vectors = vectors.into_iter();
         Ok(articles
             .iter()
             .map(|article| {
