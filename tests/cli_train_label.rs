@@ -4,7 +4,7 @@ use std::path::Path;
 
 mod common;
 
-use common::{ok, read_jsonl, spyglass, toy, MODEL_DIR};
+use common::{label_with_toy, ok, read_jsonl, spyglass, toy, toy_label_args, MODEL_DIR};
 
 #[test]
 fn train_then_label_in_order_with_cache_and_bad_lines() {
@@ -203,21 +203,9 @@ fn train_flags_are_checked_before_any_work() {
 #[test]
 fn all_bad_input_exits_2_and_a_text_file_is_one_article() {
     let dir = tempfile::tempdir().unwrap();
-    let (bundle, cache) = toy();
+    let (_, cache) = toy();
     let label = |input: &Path, out: &Path| {
-        spyglass(&[
-            "label",
-            "--input",
-            input.to_str().unwrap(),
-            "--output",
-            out.to_str().unwrap(),
-            "--model",
-            bundle.to_str().unwrap(),
-            "--encoder",
-            MODEL_DIR,
-            "--cache",
-            cache.to_str().unwrap(),
-        ])
+        label_with_toy(input, out, &["--cache", cache.to_str().unwrap()])
     };
     // Every record bad: exit 2 with a summary; the error lines are still written.
     let bad = dir.path().join("bad.jsonl");
@@ -253,7 +241,6 @@ fn all_bad_input_exits_2_and_a_text_file_is_one_article() {
 #[test]
 fn interrupted_label_removes_its_partial_file() {
     let dir = tempfile::tempdir().unwrap();
-    let (bundle, _) = toy();
     let input = dir.path().join("many.jsonl");
     let lines: Vec<String> = (0..400)
         .map(|i| {
@@ -268,20 +255,12 @@ fn interrupted_label_removes_its_partial_file() {
         std::fs::create_dir(&out_dir).unwrap();
         let out = out_dir.join("out.jsonl");
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_spyglass"))
-            .args([
-                "label",
-                "--input",
-                input.to_str().unwrap(),
-                "--output",
-                out.to_str().unwrap(),
-                "--model",
-                bundle.to_str().unwrap(),
-                "--encoder",
+            .args(toy_label_args(
+                &input,
+                &out,
                 MODEL_DIR,
-                "--no-cache",
-                "--batch-size",
-                "1",
-            ])
+                &["--no-cache", "--batch-size", "1"],
+            ))
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
@@ -312,7 +291,6 @@ fn interrupted_label_removes_its_partial_file() {
 #[test]
 fn cache_hits_whatever_the_encoder_path_spelling() {
     let dir = tempfile::tempdir().unwrap();
-    let (bundle, _) = toy();
     let cache = dir.path().join("cache.sqlite");
     let input = dir.path().join("in.jsonl");
     std::fs::write(
@@ -325,19 +303,15 @@ fn cache_hits_whatever_the_encoder_path_spelling() {
         (MODEL_DIR, "0 cached, 1 computed"),
         (spelled.as_str(), "1 cached, 0 computed"),
     ] {
-        let stderr = ok(&spyglass(&[
-            "label",
-            "--input",
-            input.to_str().unwrap(),
-            "--output",
-            dir.path().join("out.jsonl").to_str().unwrap(),
-            "--model",
-            bundle.to_str().unwrap(),
-            "--encoder",
+        let args = toy_label_args(
+            &input,
+            &dir.path().join("out.jsonl"),
             encoder,
-            "--cache",
-            cache.to_str().unwrap(),
-        ]));
+            &["--cache", cache.to_str().unwrap()],
+        );
+        let stderr = ok(&spyglass(
+            &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        ));
         assert!(stderr.contains(expected), "{encoder}: {stderr}");
     }
 }
@@ -346,7 +320,6 @@ fn cache_hits_whatever_the_encoder_path_spelling() {
 #[test]
 fn tampered_cache_entries_are_recomputed() {
     let dir = tempfile::tempdir().unwrap();
-    let (bundle, _) = toy();
     let cache = dir.path().join("cache.sqlite");
     let input = dir.path().join("in.jsonl");
     std::fs::write(
@@ -356,19 +329,11 @@ fn tampered_cache_entries_are_recomputed() {
     .unwrap();
     let out = dir.path().join("out.jsonl");
     let label = || {
-        ok(&spyglass(&[
-            "label",
-            "--input",
-            input.to_str().unwrap(),
-            "--output",
-            out.to_str().unwrap(),
-            "--model",
-            bundle.to_str().unwrap(),
-            "--encoder",
-            MODEL_DIR,
-            "--cache",
-            cache.to_str().unwrap(),
-        ]))
+        ok(&label_with_toy(
+            &input,
+            &out,
+            &["--cache", cache.to_str().unwrap()],
+        ))
     };
     label();
     let first = read_jsonl(&out);

@@ -21,6 +21,39 @@ pub fn spyglass(args: &[&str]) -> Output {
         .expect("spyglass runs")
 }
 
+/// Arguments of `spyglass label` of `input` into `output` with the toy bundle and `encoder`,
+/// plus `extra` flags (`--cache FILE` or `--no-cache` among them).
+pub fn toy_label_args(
+    input: &std::path::Path,
+    output: &std::path::Path,
+    encoder: &str,
+    extra: &[&str],
+) -> Vec<String> {
+    let (bundle, _) = toy();
+    let mut args: Vec<String> = [
+        "label",
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+        "--model",
+        bundle.to_str().unwrap(),
+        "--encoder",
+        encoder,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+/// `spyglass label` with the toy bundle and the test encoder (see [`toy_label_args`]).
+pub fn label_with_toy(input: &std::path::Path, output: &std::path::Path, extra: &[&str]) -> Output {
+    let args = toy_label_args(input, output, MODEL_DIR, extra);
+    spyglass(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
 /// Asserts the run succeeded and returns its stderr.
 pub fn ok(run: &Output) -> String {
     let stderr = String::from_utf8_lossy(&run.stderr).into_owned();
