@@ -142,6 +142,9 @@ pub struct ArticleReader {
     /// Bytes consumed so far and the total, when known (for progress).
     pub bytes_read: u64,
     pub total_bytes: Option<u64>,
+    /// What a folder walk passed over (unreadable folders, files that are not regular files),
+    /// for the command to print.
+    pub skipped: Vec<String>,
 }
 
 enum Inner {
@@ -172,8 +175,11 @@ impl ArticleReader {
             source,
         };
         if path.is_dir() {
-            let mut files = Vec::new();
-            collect_text_files(path, &mut files).map_err(open_err)?;
+            let mut walk = Walk::default();
+            walk.collect(path, true).map_err(open_err)?;
+            let Walk {
+                mut files, skipped, ..
+            } = walk;
             files.sort();
             let total = files
                 .iter()
@@ -187,6 +193,7 @@ impl ArticleReader {
                 },
                 bytes_read: 0,
                 total_bytes: Some(total),
+                skipped,
             });
         }
         if matches!(
@@ -204,6 +211,7 @@ impl ArticleReader {
                 },
                 bytes_read: 0,
                 total_bytes: total,
+                skipped: Vec::new(),
             });
         }
         let file = File::open(path).map_err(open_err)?;
@@ -225,6 +233,7 @@ impl ArticleReader {
             },
             bytes_read: 0,
             total_bytes,
+            skipped: Vec::new(),
         }
     }
 
@@ -301,19 +310,64 @@ impl Iterator for ArticleReader {
     }
 }
 
-fn collect_text_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        if path.is_dir() {
-            collect_text_files(&path, out)?;
-        } else if matches!(
-            path.extension().and_then(|e| e.to_str()),
-            Some("txt") | Some("md")
-        ) {
-            out.push(path);
+/// A folder walk: `.txt`/`.md` regular files, each folder once (a symbolic link back into a
+/// folder already walked is not followed again), and what it passed over.
+#[derive(Default)]
+struct Walk {
+    files: Vec<PathBuf>,
+    skipped: Vec<String>,
+    visited: std::collections::HashSet<PathBuf>,
+}
+
+impl Walk {
+    /// Walks `dir`; only the top folder's own errors are errors, the rest are skipped.
+    fn collect(&mut self, dir: &Path, top: bool) -> std::io::Result<()> {
+        let real = std::fs::canonicalize(dir)?;
+        if !self.visited.insert(real) {
+            return Ok(()); // reached again through a link: already walked
         }
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) if !top => {
+                self.skipped
+                    .push(format!("folder `{}`: {e}", dir.display()));
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let path = match entry {
+                Ok(entry) => entry.path(),
+                Err(e) => {
+                    self.skipped
+                        .push(format!("an entry of `{}`: {e}", dir.display()));
+                    continue;
+                }
+            };
+            let Ok(meta) = std::fs::metadata(&path) else {
+                self.skipped
+                    .push(format!("`{}`: a link to nothing", path.display()));
+                continue;
+            };
+            if meta.is_dir() {
+                if let Err(e) = self.collect(&path, false) {
+                    self.skipped
+                        .push(format!("folder `{}`: {e}", path.display()));
+                }
+            } else if matches!(
+                path.extension().and_then(|e| e.to_str()),
+                Some("txt") | Some("md")
+            ) {
+                if meta.is_file() {
+                    self.files.push(path);
+                } else {
+                    self.skipped
+                        .push(format!("`{}`: not a regular file", path.display()));
+                }
+            }
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 fn parse_jsonl_record(bytes: &[u8], name: &str, line: usize) -> InputItem {
@@ -433,6 +487,32 @@ mod tests {
         assert_eq!(tally.duplicate_ids, 1);
         assert!(tally.duplicate_warning().unwrap().contains("`a`"));
         assert!(Tally::default().check_any_good("empty").is_ok());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn folder_walks_survive_link_loops_and_skip_what_is_not_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("sub");
+        std::fs::create_dir(&sub).unwrap();
+        std::fs::write(sub.join("a.txt"), "Story A.").unwrap();
+        // A link back to the top folder: following it naively never ends.
+        std::os::unix::fs::symlink(dir.path(), sub.join("loop")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("missing.txt"), sub.join("dead.txt")).unwrap();
+        let fifo = dir.path().join("pipe.txt");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        let reader = ArticleReader::open(dir.path().to_str().unwrap()).unwrap();
+        let skipped = reader.skipped.join("\n");
+        let items: Vec<InputItem> = reader.map(|r| r.unwrap()).collect();
+        assert_eq!(items.len(), 1, "{skipped}");
+        assert_eq!(items[0].as_ref().unwrap().text, "Story A.");
+        assert!(skipped.contains("dead.txt"), "{skipped}");
+        if made.is_ok_and(|s| s.success()) {
+            assert!(
+                skipped.contains("pipe.txt`: not a regular file"),
+                "{skipped}"
+            );
+        }
     }
 
     #[test]

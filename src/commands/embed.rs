@@ -35,6 +35,9 @@ pub fn run(args: &EmbedArgs) -> anyhow::Result<Outcome> {
     crate::output::refuse_input(&args.output, &args.input)?;
     let encoder = load_encoder(&args.encoder)?;
     let mut reader = ArticleReader::open(&args.input)?;
+    for skipped in &reader.skipped {
+        eprintln!("warning: skipped {skipped}");
+    }
     let mut output = Output::create(&args.output)?;
     let progress = Progress::new(reader.total_bytes, "embedding");
     let (mut articles, mut errors, mut windows, mut tokens) = (0usize, 0usize, 0usize, 0usize);

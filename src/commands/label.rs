@@ -42,6 +42,9 @@ pub fn run(args: &LabelArgs) -> anyhow::Result<Outcome> {
     let mut model = load_model(&args.model, &args.encoder, &args.cache)?;
     let shown = model.topic_filter(&args.topics)?;
     let mut reader = ArticleReader::open(&args.input)?;
+    for skipped in &reader.skipped {
+        eprintln!("warning: skipped {skipped}");
+    }
     let mut output = Output::create(&args.output)?;
     let progress = Progress::new(reader.total_bytes, "labelling");
     let (mut labelled, mut errors) = (0usize, 0usize);
