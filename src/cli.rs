@@ -240,9 +240,40 @@ pub struct DataCheckArgs {
     /// Topic taxonomy to validate labels against.
     #[arg(long, default_value = "labels/taxonomy.toml")]
     pub taxonomy: PathBuf,
-    /// Tokenizer used to count tokens for the length buckets (an encoder folder or Hub id).
+    /// Tokenizer used to count tokens for the length buckets.
     #[command(flatten)]
-    pub encoder: EncoderArgs,
+    pub tokenizer: TokenizerArgs,
+}
+
+/// Where a command that only counts tokens finds the tokenizer.
+#[derive(Debug, Args, Clone)]
+pub struct TokenizerArgs {
+    /// Encoder whose tokenizer counts tokens: a local folder or a Hugging Face Hub id
+    /// [default: intfloat/multilingual-e5-small].
+    #[arg(long, env = "SPYGLASS_ENCODER")]
+    pub encoder: Option<String>,
+    /// Hub revision (branch, tag or commit) of the encoder [default: main].
+    #[arg(long)]
+    pub revision: Option<String>,
+    /// Use only the local Hugging Face cache; never touch the network (HF_HUB_OFFLINE=1 too).
+    #[arg(long, env = "HF_HUB_OFFLINE", value_parser = clap::builder::BoolishValueParser::new())]
+    pub offline: bool,
+}
+
+impl TokenizerArgs {
+    /// The same choice as full encoder settings with every other setting at its default.
+    pub fn encoder_args(&self) -> EncoderArgs {
+        EncoderArgs {
+            encoder: self.encoder.clone(),
+            revision: self.revision.clone(),
+            offline: self.offline,
+            max_tokens: None,
+            overlap: None,
+            max_windows: None,
+            batch_size: 8,
+            precision: PrecisionArg::F32,
+        }
+    }
 }
 
 /// Which encoder to use and how to cut articles into windows; shared by every embedding command.
@@ -262,10 +293,12 @@ pub struct EncoderArgs {
     /// Longest encoder input per window, in tokens (default: the model's maximum).
     #[arg(long)]
     pub max_tokens: Option<usize>,
-    /// Tokens shared by consecutive windows of a long article.
+    /// Tokens shared by consecutive windows of a long article [default: a model bundle's
+    /// setting, else 64].
     #[arg(long)]
     pub overlap: Option<usize>,
-    /// Windows kept per article; later text is dropped and the record marked truncated (0 = all).
+    /// Windows kept per article; later text is dropped and the record marked truncated (0 = all)
+    /// [default: a model bundle's setting, else 32].
     #[arg(long)]
     pub max_windows: Option<usize>,
     /// Windows per encoder batch.

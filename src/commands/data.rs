@@ -23,12 +23,12 @@ pub fn check(args: &DataCheckArgs) -> anyhow::Result<Outcome> {
         .iter()
         .map(|p| data::load_file(p, &taxonomy))
         .collect::<Result<_, _>>()?;
-    let tokenizer = args
-        .encoder
+    let encoder = args.tokenizer.encoder_args();
+    let tokenizer = encoder
         .source()
         .resolve()
         .map_err(anyhow::Error::from)
-        .and_then(|f| Ok(ArticleTokenizer::for_files(&f, args.encoder.windows())?));
+        .and_then(|f| Ok(ArticleTokenizer::for_files(&f, encoder.windows())?));
     let tokenizer = match tokenizer {
         Ok(t) => Some(t),
         Err(e) => {
