@@ -205,8 +205,8 @@ pub struct TrainArgs {
 
 #[derive(Debug, Args)]
 pub struct LabelArgs {
-    /// Articles: a JSONL file (id, text, optional title/lang/url), a folder of .txt/.md files,
-    /// or `-` for standard input.
+    /// Articles: a JSONL file (id, text, optional title/lang/url), a .txt/.md file (one
+    /// article), a folder of them, or `-` for standard input.
     #[arg(long, short)]
     pub input: String,
     /// Where to write JSONL results (`-` for standard output). Written atomically.
@@ -215,7 +215,7 @@ pub struct LabelArgs {
     /// Assign only topics whose probability is at least this, on top of each topic's threshold.
     #[arg(long, default_value_t = 0.0)]
     pub min_score: f32,
-    /// Report only these topics (comma-separated ids).
+    /// Report only these topics (comma-separated ids) [default: all].
     #[arg(long, value_delimiter = ',')]
     pub topics: Vec<String>,
     #[command(flatten)]
@@ -365,8 +365,8 @@ impl EncoderArgs {
 
 #[derive(Debug, Args)]
 pub struct EmbedArgs {
-    /// Articles: a JSONL file (id, text, optional title/lang/url), a folder of .txt/.md files, or
-    /// `-` for standard input.
+    /// Articles: a JSONL file (id, text, optional title/lang/url), a .txt/.md file (one
+    /// article), a folder of them, or `-` for standard input.
     #[arg(long, short)]
     pub input: String,
     /// Where to write JSONL embeddings (`-` for standard output). Written atomically.
