@@ -124,7 +124,7 @@ pub enum InputError {
         bad: usize,
         first: String,
     },
-    #[error("cannot open input `{path}`: {source}; pass an existing JSONL file, a folder of .txt/.md files, or `-` for standard input")]
+    #[error("cannot open input `{path}`: {source}; pass an existing JSONL file, a .txt/.md file, a folder of them, or `-` for standard input")]
     Open {
         path: PathBuf,
         source: std::io::Error,

@@ -42,10 +42,27 @@ fn main() -> ExitCode {
         Ok(Outcome::GateFailed) => ExitCode::from(1),
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", error_message(&err));
             ExitCode::from(2)
         }
     }
+}
+
+/// The error and its causes, each said once: library errors often already quote their cause
+/// (`cannot open input `x`: No such file…`), so a cause already in the text is not repeated.
+fn error_message(err: &anyhow::Error) -> String {
+    let mut message = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if message.contains(&text) {
+            continue;
+        }
+        if !message.is_empty() {
+            message.push_str(": ");
+        }
+        message.push_str(&text);
+    }
+    message
 }
 
 /// A closed downstream pipe (`spyglass ... | head`) is a normal way to stop reading.

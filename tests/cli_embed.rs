@@ -100,6 +100,22 @@ fn missing_model_folder_is_a_clear_error() {
         stderr.contains(&dir.path().display().to_string()),
         "{stderr}"
     );
+
+    // A missing input names the file and says the OS error once.
+    let run = spyglass(
+        &[
+            "embed",
+            "--input",
+            "/nonexistent/in.jsonl",
+            "--encoder",
+            MODEL_DIR,
+        ],
+        &[],
+    );
+    assert_eq!(run.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("`/nonexistent/in.jsonl`"), "{stderr}");
+    assert_eq!(stderr.matches("os error 2").count(), 1, "{stderr}");
 }
 
 /// Builds `hub/models--intfloat--multilingual-e5-small/{refs/main,snapshots/<commit>/...}` with

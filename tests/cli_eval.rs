@@ -245,6 +245,17 @@ fn nonsense_is_refused_and_json_on_stdout_is_pure() {
         "{stderr}"
     );
 
+    // An unknown topic in both scores and labels is named once.
+    let unknown = dir.path().join("unknown.jsonl");
+    write(
+        &unknown,
+        &[r#"{"id":"a","scores":{"spying":0.5},"labels":["spying"]}"#.to_string()],
+    );
+    let run = eval(&["--predictions", unknown.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.matches("\"spying\"").count(), 1, "{stderr}");
+
     // A malformed gold line is an error, not a smaller test set.
     let holes = dir.path().join("holes.jsonl");
     write(

@@ -244,7 +244,7 @@ fn from_predictions(
             serde_json::Value::String(s) => s.clone(),
             other => other.to_string(),
         };
-        let unknown: Vec<&String> = p
+        let unknown: std::collections::BTreeSet<&String> = p
             .scores
             .iter()
             .flat_map(|s| s.keys())
