@@ -145,6 +145,9 @@ fn check_manifest(m: &Manifest) -> Result<(), String> {
     if m.topics.is_empty() {
         return Err("it lists no topics".into());
     }
+    if m.encoder.hidden_size == 0 {
+        return Err("its encoder hidden_size is 0".into());
+    }
     if m.binding_sha256.is_empty() {
         return Err("it has no binding_sha256 (made by an older spyglass); retrain it with `spyglass train`".into());
     }

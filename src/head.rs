@@ -261,6 +261,9 @@ impl LexicalHead {
 
     pub fn logits_of(&self, x: &SparseVector) -> Vec<f32> {
         let dim = self.vectorizer.len();
+        if dim == 0 {
+            return self.bias.clone(); // no vocabulary: every text scores the bias alone
+        }
         self.weight
             .chunks_exact(dim)
             .zip(&self.bias)
@@ -445,6 +448,17 @@ mod tests {
         );
         assert!(sep.a.is_finite() && sep.a > 0.0 && sep.a < 50.0, "{sep:?}");
         assert!(sep.prob(3.0) > 0.7 && sep.prob(-3.0) < 0.3, "{sep:?}");
+    }
+
+    #[test]
+    fn a_lexical_head_without_vocabulary_scores_its_bias() {
+        let head = LexicalHead {
+            vectorizer: Vectorizer::new(crate::lexical::NgramConfig::default(), vec![], vec![])
+                .unwrap(),
+            weight: vec![],
+            bias: vec![0.5, -1.0],
+        };
+        assert_eq!(head.logits("any text"), vec![0.5, -1.0]);
     }
 
     #[test]
