@@ -240,45 +240,15 @@ pub struct DataCheckArgs {
     /// Topic taxonomy to validate labels against.
     #[arg(long, default_value = "labels/taxonomy.toml")]
     pub taxonomy: PathBuf,
-    /// Tokenizer used to count tokens for the length buckets.
+    /// Whose tokenizer counts tokens for the length buckets.
     #[command(flatten)]
-    pub tokenizer: TokenizerArgs,
+    pub tokenizer: EncoderSourceArgs,
 }
 
-/// Where a command that only counts tokens finds the tokenizer.
+/// Which encoder: `--encoder`, `--revision`, `--offline`. Shared by every command that loads an
+/// encoder or only its tokenizer.
 #[derive(Debug, Args, Clone)]
-pub struct TokenizerArgs {
-    /// Encoder whose tokenizer counts tokens: a local folder or a Hugging Face Hub id
-    /// [default: intfloat/multilingual-e5-small].
-    #[arg(long, env = "SPYGLASS_ENCODER")]
-    pub encoder: Option<String>,
-    /// Hub revision (branch, tag or commit) of the encoder [default: main].
-    #[arg(long)]
-    pub revision: Option<String>,
-    /// Use only the local Hugging Face cache; never touch the network (HF_HUB_OFFLINE=1 too).
-    #[arg(long, env = "HF_HUB_OFFLINE", value_parser = clap::builder::BoolishValueParser::new())]
-    pub offline: bool,
-}
-
-impl TokenizerArgs {
-    /// The same choice as full encoder settings with every other setting at its default.
-    pub fn encoder_args(&self) -> EncoderArgs {
-        EncoderArgs {
-            encoder: self.encoder.clone(),
-            revision: self.revision.clone(),
-            offline: self.offline,
-            max_tokens: None,
-            overlap: None,
-            max_windows: None,
-            batch_size: 8,
-            precision: PrecisionArg::F32,
-        }
-    }
-}
-
-/// Which encoder to use and how to cut articles into windows; shared by every embedding command.
-#[derive(Debug, Args, Clone)]
-pub struct EncoderArgs {
+pub struct EncoderSourceArgs {
     /// Encoder: a local folder (config.json, tokenizer.json, model.safetensors) or a Hugging Face
     /// Hub id. Overrides the encoder a model bundle names.
     /// [default: the model bundle's encoder, else intfloat/multilingual-e5-small]
@@ -290,6 +260,38 @@ pub struct EncoderArgs {
     /// Use only the local Hugging Face cache; never touch the network (HF_HUB_OFFLINE=1 too).
     #[arg(long, env = "HF_HUB_OFFLINE", value_parser = clap::builder::BoolishValueParser::new())]
     pub offline: bool,
+}
+
+impl EncoderSourceArgs {
+    /// The encoder named by `--encoder`, else the default one.
+    pub fn source(&self) -> EncoderSource {
+        self.source_or(DEFAULT_ENCODER, "main")
+    }
+
+    /// The encoder named by `--encoder`, else `id` at `revision` (e.g. a bundle's encoder).
+    pub fn source_or(&self, id: &str, revision: &str) -> EncoderSource {
+        let explicit = self.encoder.is_some();
+        EncoderSource {
+            id_or_dir: self.encoder.clone().unwrap_or_else(|| id.to_string()),
+            revision: self.revision.clone().unwrap_or_else(|| {
+                // Bundles trained before pins named a Hub revision recorded `local`.
+                if explicit || revision == crate::encoder::resolve::LOCAL_REVISION {
+                    "main".into()
+                } else {
+                    revision.to_string()
+                }
+            }),
+            offline: self.offline,
+            cache_dir: EncoderSource::default_cache_dir(),
+        }
+    }
+}
+
+/// Which encoder to use and how to cut articles into windows; shared by every embedding command.
+#[derive(Debug, Args, Clone)]
+pub struct EncoderArgs {
+    #[command(flatten)]
+    pub which: EncoderSourceArgs,
     /// Longest encoder input per window, in tokens (default: the model's maximum).
     #[arg(long)]
     pub max_tokens: Option<usize>,
@@ -327,29 +329,17 @@ impl EncoderArgs {
 
     /// The encoder named by `--encoder`, else the default one.
     pub fn source(&self) -> EncoderSource {
-        self.source_or(DEFAULT_ENCODER, "main")
+        self.which.source()
     }
 
     /// The encoder named by `--encoder`, else `id` at `revision` (e.g. a bundle's encoder).
     pub fn source_or(&self, id: &str, revision: &str) -> EncoderSource {
-        let explicit = self.encoder.is_some();
-        EncoderSource {
-            id_or_dir: self.encoder.clone().unwrap_or_else(|| id.to_string()),
-            revision: self.revision.clone().unwrap_or_else(|| {
-                // Bundles trained before pins named a Hub revision recorded `local`.
-                if explicit || revision == crate::encoder::resolve::LOCAL_REVISION {
-                    "main".into()
-                } else {
-                    revision.to_string()
-                }
-            }),
-            offline: self.offline,
-            cache_dir: EncoderSource::default_cache_dir(),
-        }
+        self.which.source_or(id, revision)
     }
 
     pub fn name(&self) -> String {
-        self.encoder
+        self.which
+            .encoder
             .clone()
             .unwrap_or_else(|| DEFAULT_ENCODER.to_string())
     }

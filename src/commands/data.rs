@@ -23,12 +23,12 @@ pub fn check(args: &DataCheckArgs) -> anyhow::Result<Outcome> {
         .iter()
         .map(|p| data::load_file(p, &taxonomy))
         .collect::<Result<_, _>>()?;
-    let encoder = args.tokenizer.encoder_args();
-    let tokenizer = encoder
+    let tokenizer = args
+        .tokenizer
         .source()
         .resolve()
         .map_err(anyhow::Error::from)
-        .and_then(|f| Ok(ArticleTokenizer::for_files(&f, encoder.windows())?));
+        .and_then(|f| Ok(ArticleTokenizer::for_files(&f, Default::default())?));
     let tokenizer = match tokenizer {
         Ok(t) => Some(t),
         Err(e) => {
