@@ -82,8 +82,12 @@ impl Vectorizer {
         let mut stats: HashMap<String, (u32, u64)> = HashMap::new();
         for text in texts {
             let mut counts: HashMap<String, u32> = HashMap::new();
-            for_each_ngram(text, ngrams, |g| {
-                *counts.entry(g.to_string()).or_default() += 1
+            for_each_ngram(text, ngrams, |g| match counts.get_mut(g) {
+                Some(count) => *count += 1,
+                // Allocate only for an n-gram the document has not shown yet.
+                None => {
+                    counts.insert(g.to_string(), 1);
+                }
             });
             for (gram, count) in counts {
                 let entry = stats.entry(gram).or_default();

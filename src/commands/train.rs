@@ -165,14 +165,12 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<Outcome> {
             let pooled = calibration_mode == CalibrationArg::CrossValidation;
             let mut articles: Vec<&LabelledArticle> = train.iter().collect();
             let mut embeddings: Vec<ArticleEmbedding> = train_emb.clone();
+            let mut labels = y_train.clone();
             if pooled {
                 articles.extend(dev.iter());
                 embeddings.extend(dev_emb.iter().cloned());
+                labels.extend(y_dev.iter().cloned());
             }
-            let labels: Vec<Vec<bool>> = articles
-                .iter()
-                .map(|a| topics.iter().map(|t| a.labels.contains(t)).collect())
-                .collect();
             let texts: Vec<String> = articles
                 .iter()
                 .map(|a| document_text(a.document()))
