@@ -41,7 +41,8 @@ pub fn default_cache_path() -> PathBuf {
 }
 
 /// Bumped whenever a code change alters embedding numerics, so that old cache entries miss.
-pub const EMBEDDING_ENGINE_VERSION: u32 = 1;
+/// 2: the compute path (precision and instruction-set level) joined the key.
+pub const EMBEDDING_ENGINE_VERSION: u32 = 2;
 
 /// Everything about an encoder that changes its embeddings, hashed into one identifier.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -56,6 +57,10 @@ pub struct EmbeddingSpace {
     /// Left out of the key when f32, so f32 keys are those of caches written before int8 existed.
     #[serde(default, skip_serializing_if = "is_f32")]
     pub precision: crate::encoder::Precision,
+    /// What computed the vectors (`Encoder::compute_path`): kernels at different
+    /// instruction-set levels sum in different orders, so their vectors never mix.
+    #[serde(default)]
+    pub compute_path: String,
 }
 
 fn is_f32(precision: &crate::encoder::Precision) -> bool {
@@ -71,6 +76,7 @@ impl EmbeddingSpace {
             pooling: encoder.settings().pooling,
             window: encoder.window_config(),
             precision: encoder.precision(),
+            compute_path: encoder.compute_path(),
         }
     }
 

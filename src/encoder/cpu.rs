@@ -13,11 +13,12 @@ use gemm::Parallelism;
 use rayon::prelude::*;
 
 use super::bert::{Architecture, Config};
+use super::isa::{self, Isa};
 use super::kernels::{self, Activation};
 use super::manifest::Pooling;
 use super::mean_normalized;
-use super::quant::QuantizedMatrix;
-use super::sgemm::{Affine, PackedMatrix};
+use super::quant::{Int8Kernel, QuantizedMatrix};
+use super::sgemm::{Affine, F32Kernel, PackedMatrix};
 
 /// Numeric format of the dense-layer weights on the CPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -189,7 +190,7 @@ impl Dense {
         prefixes: &[String],
         inputs: usize,
         outputs_each: usize,
-        precision: Precision,
+        kernels: Kernels,
     ) -> candle_core::Result<Self> {
         let outputs = outputs_each * prefixes.len();
         let mut weight = Vec::with_capacity(outputs * inputs);
@@ -198,14 +199,17 @@ impl Dense {
             weight.extend(store.values(&format!("{prefix}.weight"), outputs_each * inputs)?);
             bias.extend(store.values(&format!("{prefix}.bias"), outputs_each)?);
         }
-        let weight = match precision {
-            Precision::Int8 => {
-                DenseWeight::Int8(QuantizedMatrix::from_rows(&weight, outputs, inputs))
-            }
-            Precision::F32 if PackedMatrix::supported() => {
-                DenseWeight::Packed(PackedMatrix::from_transposed(&weight, outputs, inputs))
-            }
-            Precision::F32 => {
+        let weight = match (kernels.precision, kernels.f32) {
+            (Precision::Int8, _) => DenseWeight::Int8(QuantizedMatrix::from_rows(
+                &weight,
+                outputs,
+                inputs,
+                kernels.int8,
+            )),
+            (Precision::F32, Some(kernel)) => DenseWeight::Packed(PackedMatrix::from_transposed(
+                &weight, outputs, inputs, kernel,
+            )),
+            (Precision::F32, None) => {
                 let mut weight_t = vec![0f32; inputs * outputs];
                 for o in 0..outputs {
                     for i in 0..inputs {
@@ -233,8 +237,8 @@ impl Dense {
         residual: bool,
         activation: Option<Activation>,
     ) {
-        debug_assert_eq!(x.len(), rows * self.inputs);
-        debug_assert_eq!(out.len(), rows * self.outputs);
+        assert_eq!(x.len(), rows * self.inputs);
+        assert_eq!(out.len(), rows * self.outputs);
         let affine = Affine {
             bias: &self.bias,
             residual,
@@ -345,14 +349,73 @@ pub struct CpuEncoder {
     position_offset: usize,
     max_positions: usize,
     activation: Activation,
+    kernels: Kernels,
+}
+
+/// The matrix kernels one encoder runs: chosen once at load from the precision and the
+/// instruction-set level, and recorded in every packed weight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Kernels {
+    pub precision: Precision,
+    pub isa: Isa,
+    /// The packed f32 kernel (dense layers in f32, and attention in every precision); `None`
+    /// runs those products on the `gemm` crate.
+    pub f32: Option<F32Kernel>,
+    /// The int8 kernel of dense layers in int8.
+    pub int8: Int8Kernel,
+}
+
+impl Kernels {
+    pub fn new(precision: Precision, isa: Isa) -> Self {
+        Self {
+            precision,
+            isa,
+            f32: F32Kernel::for_isa(isa),
+            int8: Int8Kernel::for_isa(isa),
+        }
+    }
+
+    /// What runs the dense layers, e.g. `avx512 12x32` or `avx512-vnni vpdpwssd 12x32`.
+    pub fn dense_name(&self) -> &'static str {
+        match (self.precision, self.f32) {
+            (Precision::Int8, _) => self.int8.name(),
+            (Precision::F32, Some(kernel)) => kernel.name(),
+            (Precision::F32, None) => "gemm crate",
+        }
+    }
+
+    /// What runs attention's products.
+    pub fn attention_name(&self) -> &'static str {
+        self.f32.map_or("gemm crate", F32Kernel::name)
+    }
+
+    /// A short identifier of the numerics, for cache keys: `f32-avx512`, `int8-avx2`...
+    pub fn compute_path(&self) -> String {
+        format!("{}-{}", self.precision.as_str(), self.isa.name())
+    }
 }
 
 impl CpuEncoder {
+    /// Loads the encoder for the instruction-set level in use (`isa::active`).
     pub fn load(
         store: WeightStore,
         config: &Config,
         precision: Precision,
     ) -> candle_core::Result<Self> {
+        Self::load_for(store, config, precision, isa::active())
+    }
+
+    /// Loads the encoder with the kernels of `isa`, which must be one this CPU supports.
+    pub fn load_for(
+        store: WeightStore,
+        config: &Config,
+        precision: Precision,
+        isa: Isa,
+    ) -> candle_core::Result<Self> {
+        if !isa.supported() {
+            candle_core::bail!("this CPU does not support the `{isa}` kernels");
+        }
+        let kernels = Kernels::new(precision, isa);
         if let Some(kind) = config.position_embedding_type.as_deref() {
             if kind != "absolute" {
                 candle_core::bail!("unsupported position_embedding_type `{kind}` in config.json");
@@ -394,13 +457,13 @@ impl CpuEncoder {
                 .map(|n| format!("{l}.attention.self.{n}"))
                 .collect();
             layers.push(Layer {
-                qkv: Dense::load(&store, &qkv_names, hidden, hidden, precision)?,
+                qkv: Dense::load(&store, &qkv_names, hidden, hidden, kernels)?,
                 attention_out: Dense::load(
                     &store,
                     &[format!("{l}.attention.output.dense")],
                     hidden,
                     hidden,
-                    precision,
+                    kernels,
                 )?,
                 attention_norm: Norm::load(
                     &store,
@@ -412,14 +475,14 @@ impl CpuEncoder {
                     &[format!("{l}.intermediate.dense")],
                     hidden,
                     inner,
-                    precision,
+                    kernels,
                 )?,
                 output: Dense::load(
                     &store,
                     &[format!("{l}.output.dense")],
                     inner,
                     hidden,
-                    precision,
+                    kernels,
                 )?,
                 output_norm: Norm::load(&store, &format!("{l}.output.LayerNorm"), hidden)?,
             });
@@ -446,7 +509,13 @@ impl CpuEncoder {
             position_offset,
             max_positions: config.max_position_embeddings,
             activation,
+            kernels,
         })
+    }
+
+    /// The kernels this encoder runs.
+    pub fn kernels(&self) -> Kernels {
+        self.kernels
     }
 
     /// Embeds each of `seqs`: the encoder runs over all of them packed one after another (no
@@ -557,7 +626,7 @@ impl CpuEncoder {
             .collect();
         let out = SharedMut(context.as_mut_ptr());
         let out_len = context.len();
-        let packed = PackedMatrix::supported();
+        let packed = self.kernels.f32;
         tasks.into_par_iter().for_each(|(seq, head)| {
             let start = offsets[seq];
             let len = offsets[seq + 1] - start;
@@ -568,7 +637,12 @@ impl CpuEncoder {
             let k = &qkv[start * stride + h + head * d..];
             let v = &qkv[start * stride + 2 * h + head * d..];
             ATTENTION_SCRATCH.with_borrow_mut(|scratch| {
-                if packed {
+                if let Some(kernel) = packed {
+                    // Scratch left by an encoder with other kernels (tests load several).
+                    if scratch.keys.kernel() != kernel {
+                        scratch.keys = PackedMatrix::empty(kernel);
+                        scratch.values = PackedMatrix::empty(kernel);
+                    }
                     scratch.keys.repack_transposed(k, len, d, stride);
                     scratch.values.repack_rows(v, len, d, stride);
                 }
@@ -595,7 +669,7 @@ impl CpuEncoder {
                     };
                     // scores = q @ k^T; weights = exp(scale * (scores - max)); ctx = weights @ v
                     // divided row by row by the weights' sums.
-                    if packed {
+                    if packed.is_some() {
                         // The block's queries, copied together: rows 3 x hidden apart map to a
                         // few L1 sets (4,608 bytes apart at hidden 384) and were evicted
                         // before each next 16 keys came round.
@@ -652,8 +726,8 @@ thread_local! {
             queries: Vec::new(),
             scores: Vec::new(),
             sums: Vec::new(),
-            keys: PackedMatrix::empty(),
-            values: PackedMatrix::empty(),
+            keys: PackedMatrix::empty(F32Kernel::Avx2),
+            values: PackedMatrix::empty(F32Kernel::Avx2),
         });
 }
 
@@ -838,31 +912,34 @@ mod tests {
         for (prefix, model_type) in [("", "bert"), ("roberta.", "xlm-roberta")] {
             let want = candle_embeddings(prefix, model_type, &seqs);
             let cfg = config(model_type, 12);
-            let store = WeightStore::Tensors(tiny_weights(prefix, 12));
-            let cpu = CpuEncoder::load(store, &cfg, Precision::F32).unwrap();
-            let got = cpu.embed(&seqs, Pooling::Mean).unwrap();
-            for (g, w) in got.iter().zip(&want) {
-                let max_diff = g
-                    .iter()
-                    .zip(w)
-                    .map(|(a, b)| (a - b).abs())
-                    .fold(0f32, f32::max);
-                assert!(max_diff < 1e-5, "{model_type}: max difference {max_diff}");
-            }
-            let int8 = CpuEncoder::load(
-                WeightStore::Tensors(tiny_weights(prefix, 12)),
-                &cfg,
-                Precision::Int8,
-            )
-            .unwrap()
-            .embed(&seqs, Pooling::Mean)
-            .unwrap();
-            for (q, w) in int8.iter().zip(&want) {
-                assert!(
-                    cosine(q, w) > 0.99,
-                    "{model_type} int8 cosine {}",
-                    cosine(q, w)
-                );
+            // Every instruction-set level this CPU has, each with its own kernels.
+            for isa in isa::supported_levels() {
+                let load = |precision| {
+                    let store = WeightStore::Tensors(tiny_weights(prefix, 12));
+                    CpuEncoder::load_for(store, &cfg, precision, isa).unwrap()
+                };
+                let cpu = load(Precision::F32);
+                assert_eq!(cpu.kernels().isa, isa);
+                let got = cpu.embed(&seqs, Pooling::Mean).unwrap();
+                for (g, w) in got.iter().zip(&want) {
+                    let max_diff = g
+                        .iter()
+                        .zip(w)
+                        .map(|(a, b)| (a - b).abs())
+                        .fold(0f32, f32::max);
+                    assert!(
+                        max_diff < 1e-5,
+                        "{model_type} {isa}: max difference {max_diff}"
+                    );
+                }
+                let int8 = load(Precision::Int8).embed(&seqs, Pooling::Mean).unwrap();
+                for (q, w) in int8.iter().zip(&want) {
+                    assert!(
+                        cosine(q, w) > 0.99,
+                        "{model_type} {isa} int8 cosine {}",
+                        cosine(q, w)
+                    );
+                }
             }
         }
     }

@@ -1,8 +1,11 @@
 //! Vectorisable element-wise kernels for the CPU forward pass: GELU, softmax, LayerNorm and
-//! row-wise bias/residual updates, compiled for AVX2+FMA when the CPU has it.
+//! row-wise bias/residual updates, compiled for each instruction-set level the CPU may have.
 //!
-//! Each kernel is written once as plain loops that LLVM vectorises; `simd_kernels!` compiles a
-//! second copy with `avx2,fma` enabled and picks it at run time, so one binary runs everywhere.
+//! Each kernel is written once as plain loops that LLVM vectorises; `simd_kernels!` compiles
+//! copies with `avx2,fma` and with AVX-512 enabled and picks one by `isa::active()`, so one
+//! binary runs everywhere.
+
+use super::isa::{self, Isa};
 
 macro_rules! simd_kernels {
     ($($(#[$meta:meta])* pub fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block)*) => {$(
@@ -10,11 +13,15 @@ macro_rules! simd_kernels {
         pub fn $name($($arg: $ty),*) {
             #[cfg(target_arch = "x86_64")]
             {
+                #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")]
+                unsafe fn avx512($($arg: $ty),*) $body
                 #[target_feature(enable = "avx2,fma")]
                 unsafe fn avx2($($arg: $ty),*) $body
-                if $crate::encoder::kernels::avx2_fma() {
-                    // SAFETY: this copy was compiled for exactly the features just detected.
-                    return unsafe { avx2($($arg),*) };
+                match isa::active() {
+                    // SAFETY: each copy was compiled for features the active level implies.
+                    level if level.has_avx512() => return unsafe { avx512($($arg),*) },
+                    level if level.has_avx2() => return unsafe { avx2($($arg),*) },
+                    _ => {}
                 }
             }
             $body
@@ -22,17 +29,15 @@ macro_rules! simd_kernels {
     )*};
 }
 
-/// Whether this CPU has AVX2 and FMA, the features every hand-vectorised kernel here needs
-/// (detected once, then cached by std).
+/// Whether the level in use has AVX2 and FMA, the features every hand-vectorised kernel here
+/// needs (`isa::active`, so `SPYGLASS_CPU_ISA=portable` turns them off).
 pub fn avx2_fma() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    isa::active().has_avx2()
+}
+
+/// Whether the level in use has the 512-bit kernels (`avx512.rs`).
+fn avx512() -> bool {
+    cfg!(target_arch = "x86_64") && isa::active() >= Isa::Avx512
 }
 
 const LANES: usize = 8;
@@ -91,7 +96,7 @@ fn exp(x: f32) -> f32 {
 }
 
 /// Numerator coefficients of [`erf`] in x^2, highest power first (times x: odd in x).
-const ERF_NUMERATOR: [f32; 7] = [
+pub(super) const ERF_NUMERATOR: [f32; 7] = [
     -2.726_142_3e-10,
     2.770_681_4e-8,
     -2.101_024e-6,
@@ -101,7 +106,7 @@ const ERF_NUMERATOR: [f32; 7] = [
     -1.609_603_3e-2,
 ];
 /// Denominator coefficients of [`erf`] in x^2, highest power first.
-const ERF_DENOMINATOR: [f32; 5] = [
+pub(super) const ERF_DENOMINATOR: [f32; 5] = [
     -1.456_607_2e-5,
     -2.133_740_6e-4,
     -1.682_827e-3,
@@ -277,6 +282,11 @@ simd_kernels! {
 /// Exact (erf) GELU in place, as `transformers`' `gelu`.
 pub fn gelu_erf(xs: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
+    if avx512() {
+        // SAFETY: the active level has AVX-512 and FMA.
+        return unsafe { super::avx512::gelu_erf_slice(xs) };
+    }
+    #[cfg(target_arch = "x86_64")]
     if avx2_fma() {
         // SAFETY: the features the function is compiled for were just detected.
         return unsafe { gelu_erf_lanes(xs) };
@@ -304,6 +314,12 @@ unsafe fn gelu_erf_lanes(xs: &mut [f32]) {
 /// With AVX2+FMA an explicit-SIMD copy runs: the compiler will not fuse the polynomial's
 /// multiply-adds on its own, and this is the hottest element-wise loop (about 8% of a run).
 pub fn exp_rows(rows: &mut [f32], width: usize, scale: f32, sums: &mut [f32]) {
+    assert!(rows.len() == width * sums.len() || width == 0);
+    #[cfg(target_arch = "x86_64")]
+    if avx512() {
+        // SAFETY: the active level has AVX-512 and FMA.
+        return unsafe { super::avx512::exp_rows(rows, width, scale, sums) };
+    }
     #[cfg(target_arch = "x86_64")]
     if avx2_fma() {
         // SAFETY: the features the function is compiled for were just detected.
@@ -503,15 +519,48 @@ mod tests {
         assert!((sum[0] - want).abs() < 1e-5 * want);
     }
 
+    /// Runs `kernel` at every explicit-SIMD level this CPU has (the active one included).
+    #[allow(clippy::type_complexity)]
+    fn exp_rows_here() -> Vec<(&'static str, fn(&mut [f32], usize, f32, &mut [f32]))> {
+        let mut kernels: Vec<(&'static str, fn(&mut [f32], usize, f32, &mut [f32]))> =
+            vec![("dispatched", exp_rows)];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if Isa::Avx2.supported() {
+                // SAFETY: AVX2 and FMA checked just above.
+                kernels.push(("avx2", |r, w, s, o| unsafe { exp_rows_fma(r, w, s, o) }));
+            }
+            if Isa::Avx512.supported() {
+                // SAFETY: AVX-512 checked just above.
+                kernels.push(("avx512", |r, w, s, o| unsafe {
+                    super::super::avx512::exp_rows(r, w, s, o)
+                }));
+            }
+        }
+        kernels
+    }
+
     #[test]
     fn simd_and_portable_exp_rows_agree() {
-        let width = 77;
+        // 77: tails of 8 and 16 lanes; 32: none.
+        for (name, kernel) in exp_rows_here() {
+            for width in [77, 32, 5] {
+                simd_and_portable_exp_rows_agree_with(name, kernel, width);
+            }
+        }
+    }
+
+    fn simd_and_portable_exp_rows_agree_with(
+        name: &str,
+        kernel: fn(&mut [f32], usize, f32, &mut [f32]),
+        width: usize,
+    ) {
         let data: Vec<f32> = (0..width * 5)
             .map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.9)
             .collect();
         let (mut fast, mut portable) = (data.clone(), data);
         let (mut fast_sums, mut portable_sums) = ([0f32; 5], [0f32; 5]);
-        exp_rows(&mut fast, width, 0.3, &mut fast_sums);
+        kernel(&mut fast, width, 0.3, &mut fast_sums);
         exp_rows_portable(&mut portable, width, 0.3, &mut portable_sums);
         for (a, b) in fast
             .iter()
@@ -521,7 +570,42 @@ mod tests {
             // Weights are at most 1 (the row maximum's): what a softmax needs is their error
             // against that maximum, not the relative error of weights near e^-27. Sums (>= 1)
             // are held to a relative 1e-6.
-            assert!((a - b).abs() <= 1e-6 * b.abs().max(1.0), "{a} vs {b}");
+            assert!(
+                (a - b).abs() <= 1e-6 * b.abs().max(1.0),
+                "{name} width {width}: {a} vs {b}"
+            );
+        }
+    }
+
+    #[test]
+    fn gelu_is_the_same_at_every_level() {
+        let xs: Vec<f32> = (-700..=700).map(|i| i as f32 / 97.0).collect();
+        let mut want = xs.clone();
+        want.iter_mut().for_each(|x| *x = gelu_erf_value(*x));
+        #[cfg(target_arch = "x86_64")]
+        {
+            if Isa::Avx2.supported() {
+                let mut got = xs.clone();
+                // SAFETY: AVX2 and FMA checked just above.
+                unsafe { gelu_erf_lanes(&mut got) };
+                for (g, w) in got.iter().zip(&want) {
+                    assert!((g - w).abs() <= 1e-6, "avx2 {g} vs {w}");
+                }
+            }
+            if Isa::Avx512.supported() {
+                // 1401 values: a masked tail of 9.
+                let mut got = xs.clone();
+                // SAFETY: AVX-512 checked just above.
+                unsafe { super::super::avx512::gelu_erf_slice(&mut got) };
+                for (g, w) in got.iter().zip(&want) {
+                    assert!((g - w).abs() <= 1e-6, "avx512 {g} vs {w}");
+                }
+            }
+        }
+        let mut dispatched = xs;
+        gelu_erf(&mut dispatched);
+        for (g, w) in dispatched.iter().zip(&want) {
+            assert!((g - w).abs() <= 1e-6, "{g} vs {w}");
         }
     }
 

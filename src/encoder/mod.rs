@@ -1,11 +1,15 @@
 //! The article encoder: resolves, loads and runs a multilingual transformer, turning articles into
 //! per-window and per-article embeddings.
 
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 pub mod bert;
 pub mod cpu;
+pub mod info;
+pub mod isa;
 mod kernels;
 pub mod manifest;
-mod quant;
+pub mod quant;
 pub mod resolve;
 #[doc(hidden)]
 pub mod sgemm;
@@ -47,6 +51,8 @@ pub enum EncoderError {
     Manifest(#[from] manifest::ManifestError),
     #[error("`--precision int8` runs on the CPU only; drop it to use the GPU in f32")]
     Int8OnGpu,
+    #[error(transparent)]
+    Isa(#[from] isa::UnknownIsa),
     #[error("the encoder produced NaN or infinite values, so its weights are damaged (a tensor holds NaN or infinity); re-download the encoder or pass another copy with `--encoder`")]
     NonFinite,
 }
@@ -295,6 +301,19 @@ impl Encoder {
         device: &Device,
         precision: Precision,
     ) -> Result<Self, EncoderError> {
+        let isa = isa::check_override()?;
+        Self::load_for_isa(files, windows, device, precision, isa)
+    }
+
+    /// [`Encoder::load`] with the CPU kernels of `isa` (one this CPU supports) rather than the
+    /// level in use: for tests and benchmarks that compare levels in one process.
+    pub fn load_for_isa(
+        files: EncoderFiles,
+        windows: WindowOverrides,
+        device: &Device,
+        precision: Precision,
+        isa: isa::Isa,
+    ) -> Result<Self, EncoderError> {
         let config = read_config(&files)?;
         let tokenizer = ArticleTokenizer::load(&files, windows, config.max_input_tokens())?;
         let weights_error = |source| EncoderError::Weights {
@@ -307,7 +326,7 @@ impl Encoder {
                 unsafe { candle_core::safetensors::MmapedSafetensors::multi(&files.weights) }
                     .map_err(weights_error)?;
             Backend::Cpu(Box::new(
-                CpuEncoder::load(WeightStore::Mapped(store), &config, precision)
+                CpuEncoder::load_for(WeightStore::Mapped(store), &config, precision, isa)
                     .map_err(weights_error)?,
             ))
         } else {
@@ -332,6 +351,24 @@ impl Encoder {
     /// The numeric format the encoder runs in.
     pub fn precision(&self) -> Precision {
         self.precision
+    }
+
+    /// The CPU kernels the encoder runs (`None` on a GPU).
+    pub fn cpu_kernels(&self) -> Option<cpu::Kernels> {
+        match &self.model {
+            Backend::Cpu(cpu) => Some(cpu.kernels()),
+            Backend::Candle(_) => None,
+        }
+    }
+
+    /// What computes the embeddings, as a short identifier: `cpu-f32-avx512`,
+    /// `cpu-int8-avx2`, `candle-f32` (GPU). Vectors from different paths differ in their last
+    /// bits, so the embedding cache keeps them apart.
+    pub fn compute_path(&self) -> String {
+        match self.cpu_kernels() {
+            Some(kernels) => format!("cpu-{}", kernels.compute_path()),
+            None => format!("candle-{}", self.precision.as_str()),
+        }
     }
 
     pub fn tokenizer(&self) -> &ArticleTokenizer {

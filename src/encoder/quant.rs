@@ -1,14 +1,17 @@
 //! Int8 dense layers for the CPU: weights quantized to int8 per output channel (symmetric),
 //! activations quantized per row at run time to as many bits as int32 accumulation allows
-//! (±32767 levels at depth 384, ±11008 at 1536), multiplied with AVX2 `vpmaddwd` (16 products per
-//! instruction against 8 per f32 FMA, but each needs an add too: measured 1.5x the f32 kernel)
-//! and dequantized into the f32 output, where the layer's epilogue (`sgemm::Affine`) applies.
+//! (±32767 levels at depth 384, ±11008 at 1536), multiplied as int16 pairs and dequantized into
+//! the f32 output, where the layer's epilogue (`sgemm::Affine`) applies. One kernel per
+//! instruction-set level: AVX2 `vpmaddwd` + `vpaddd` (16 products per instruction against 8 per
+//! f32 FMA, but each needs an add too), AVX-VNNI `vpdpwssd` (the two fused), and both again at
+//! 512 bits (`avx512.rs`); a portable copy elsewhere.
 //!
 //! Only the weights lose precision in a way that matters; the error is measured against f32
 //! on the reference fixture (`tests/encoder_reference.rs`).
 
 use rayon::prelude::*;
 
+use super::isa::Isa;
 use super::kernels;
 // The f32 kernel's tile (16 columns: two registers of eight int32 sums here) and row blocks:
 // both kernels finish their tiles with the same `store_tile`.
@@ -18,13 +21,76 @@ use super::sgemm::{Affine, Epilogue, Store, MC, MR, NR};
 const KC_PAIRS: usize = 256;
 const WEIGHT_MAX: f32 = 127.0;
 
-/// A weight matrix (outputs x inputs) in int8, packed for `vpmaddwd` (as int16 pairs).
+/// The int8 micro-kernel a matrix was packed for (panel widths differ between them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Int8Kernel {
+    /// Plain Rust over 16-column panels, vectorised by the compiler, rows across the pool.
+    Portable,
+    /// 6 x 16 tiles, `vpmaddwd` then `vpaddd`.
+    Avx2,
+    /// 6 x 16 tiles, `vpdpwssd` on 256-bit registers.
+    AvxVnni,
+    /// 12 x 32 tiles, `vpmaddwd` then `vpaddd` on 512-bit registers.
+    Avx512,
+    /// 12 x 32 tiles, `vpdpwssd` on 512-bit registers.
+    Avx512Vnni,
+}
+
+impl Int8Kernel {
+    pub fn for_isa(isa: Isa) -> Self {
+        match isa {
+            Isa::Portable => Self::Portable,
+            Isa::Avx2 => Self::Avx2,
+            Isa::AvxVnni => Self::AvxVnni,
+            Isa::Avx512 => Self::Avx512,
+            // AMX tiles need u8 x s8 operands; the int16-pair weights run on VNNI there.
+            Isa::Avx512Vnni | Isa::Amx => Self::Avx512Vnni,
+        }
+    }
+
+    pub fn active() -> Self {
+        Self::for_isa(super::isa::active())
+    }
+
+    /// The lowest instruction-set level that runs the kernel.
+    pub fn isa(self) -> Isa {
+        match self {
+            Self::Portable => Isa::Portable,
+            Self::Avx2 => Isa::Avx2,
+            Self::AvxVnni => Isa::AvxVnni,
+            Self::Avx512 => Isa::Avx512,
+            Self::Avx512Vnni => Isa::Avx512Vnni,
+        }
+    }
+
+    /// Columns per packed panel.
+    pub fn panel_width(self) -> usize {
+        match self {
+            Self::Avx512 | Self::Avx512Vnni => 32,
+            _ => NR,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Portable => "portable",
+            Self::Avx2 => "avx2 vpmaddwd 6x16",
+            Self::AvxVnni => "avx-vnni vpdpwssd 6x16",
+            Self::Avx512 => "avx512 vpmaddwd 12x32",
+            Self::Avx512Vnni => "avx512-vnni vpdpwssd 12x32",
+        }
+    }
+}
+
+/// A weight matrix (outputs x inputs) in int8, packed as int16 pairs for its kernel.
 pub struct QuantizedMatrix {
     /// Input depth, and depth rounded up to even (pairs of inputs share one int32 lane).
     k: usize,
     k_even: usize,
     n: usize,
-    /// Panels of 16 columns: per depth pair, 16 columns x (w[2p], w[2p+1]).
+    kernel: Int8Kernel,
+    /// Panels of `kernel.panel_width()` columns: per depth pair, each column's
+    /// (w[2p], w[2p+1]).
     data: Vec<i16>,
     /// Per-column dequantization scale, zero past `n`.
     scales: Vec<f32>,
@@ -33,21 +99,23 @@ pub struct QuantizedMatrix {
 }
 
 impl QuantizedMatrix {
-    /// Quantizes a weight stored (n x k) row-major, as `transformers` saves dense layers.
-    pub fn from_rows(weight: &[f32], n: usize, k: usize) -> Self {
+    /// Quantizes a weight stored (n x k) row-major, as `transformers` saves dense layers,
+    /// packed for `kernel`.
+    pub fn from_rows(weight: &[f32], n: usize, k: usize, kernel: Int8Kernel) -> Self {
         assert_eq!(weight.len(), n * k);
         let k_even = k + k % 2;
         let pairs = k_even / 2;
-        let panels = n.div_ceil(NR);
-        let mut data = vec![0i16; panels * pairs * NR * 2];
-        let mut scales = vec![0f32; panels * NR];
+        let nr = kernel.panel_width();
+        let panels = n.div_ceil(nr);
+        let mut data = vec![0i16; panels * pairs * nr * 2];
+        let mut scales = vec![0f32; panels * nr];
         for (col, row) in weight.chunks_exact(k).enumerate() {
             let max = row.iter().fold(0f32, |m, &w| m.max(w.abs()));
             let scale = if max > 0.0 { max / WEIGHT_MAX } else { 1.0 };
             scales[col] = scale;
-            let (panel, lane) = (col / NR, col % NR);
+            let (panel, lane) = (col / nr, col % nr);
             for (kk, &w) in row.iter().enumerate() {
-                let index = ((panel * pairs + kk / 2) * NR + lane) * 2 + kk % 2;
+                let index = ((panel * pairs + kk / 2) * nr + lane) * 2 + kk % 2;
                 data[index] = (w / scale).round() as i16;
             }
         }
@@ -57,15 +125,16 @@ impl QuantizedMatrix {
             k,
             k_even,
             n,
+            kernel,
             data,
             scales,
             activation_max,
         }
     }
 
-    /// Whether this CPU runs the int8 kernel.
-    pub fn supported() -> bool {
-        kernels::avx2_fma()
+    /// The kernel the matrix was packed for.
+    pub fn kernel(&self) -> Int8Kernel {
+        self.kernel
     }
 
     /// `c (m x n) = act(a (m x k) @ W^T + bias [+ c])` as `affine` says, row-major, rows split
@@ -74,10 +143,12 @@ impl QuantizedMatrix {
         assert_eq!(a.len(), m * self.k);
         assert_eq!(c.len(), m * self.n);
         assert_eq!(affine.bias.len(), self.n);
-        if !Self::supported() {
-            self.affine_portable(a, m, c, affine);
-            return;
-        }
+        // A matrix packed for a kernel this CPU lacks must not reach its instructions.
+        assert!(
+            self.kernel.isa().supported(),
+            "matrix packed for {:?}, which this CPU lacks",
+            self.kernel
+        );
         let (k, n) = (self.k, self.n);
         let epilogue = Epilogue::of(&affine);
         c.par_chunks_mut(MC * n)
@@ -86,14 +157,50 @@ impl QuantizedMatrix {
                 QUANTIZED_ROWS.with_borrow_mut(|(quantized, row_scales)| {
                     let rows = a_block.len() / k;
                     self.quantize_rows(a_block, rows, quantized, row_scales);
-                    // SAFETY: AVX2 checked above; `quantized` holds rows x k_even values,
-                    // `c_block` rows x n, and the bias n (asserted).
-                    #[cfg(target_arch = "x86_64")]
-                    unsafe {
-                        self.block(quantized, row_scales, rows, c_block, epilogue)
-                    };
+                    self.block(quantized, row_scales, rows, c_block, epilogue, &affine)
                 })
             });
+    }
+
+    /// One row block: `rows` quantized rows (`k_even` apart) into `c` (rows x n).
+    fn block(
+        &self,
+        a: &[i16],
+        row_scales: &[f32],
+        rows: usize,
+        c: &mut [f32],
+        epilogue: Epilogue,
+        affine: &Affine,
+    ) {
+        assert!(a.len() >= rows * self.k_even && row_scales.len() >= rows);
+        assert!(c.len() >= rows * self.n);
+        let (pairs, n, lda) = (self.k_even / 2, self.n, self.k_even);
+        // SAFETY (each arm): the CPU has the kernel's features (asserted in `affine`); the
+        // buffers hold the rows asserted above, the packed data and scales cover every panel
+        // (built by `from_rows` for this kernel), and the bias holds n values (asserted in
+        // `affine`).
+        #[cfg(target_arch = "x86_64")]
+        unsafe {
+            use super::avx512;
+            let (data, scales) = (&self.data, &self.scales);
+            match self.kernel {
+                Int8Kernel::Avx2 => return self.block_avx2(a, row_scales, rows, c, epilogue),
+                Int8Kernel::AvxVnni => return self.block_vnni(a, row_scales, rows, c, epilogue),
+                Int8Kernel::Avx512 => {
+                    return avx512::int8_block(
+                        data, scales, pairs, n, a, lda, row_scales, rows, c, n, epilogue,
+                    )
+                }
+                Int8Kernel::Avx512Vnni => {
+                    return avx512::int8_block_vnni(
+                        data, scales, pairs, n, a, lda, row_scales, rows, c, n, epilogue,
+                    )
+                }
+                Int8Kernel::Portable => {}
+            }
+        }
+        let _ = (pairs, lda, epilogue);
+        self.block_portable(a, row_scales, rows, c, affine);
     }
 
     /// Per-row symmetric quantization of activations to `activation_max` levels, depth padded
@@ -107,78 +214,137 @@ impl QuantizedMatrix {
         kernels::quantize_rows(a, self.k, out, self.k_even, max, scales);
     }
 
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn block(
+    /// The same arithmetic in plain Rust: per row, 16 columns' sums at a time in an array the
+    /// compiler vectorises for the build's baseline (and as the tests' reference).
+    fn block_portable(
         &self,
         a: &[i16],
         row_scales: &[f32],
         rows: usize,
         c: &mut [f32],
-        epilogue: Epilogue,
+        affine: &Affine,
     ) {
-        let (k2, n) = (self.k_even, self.n);
-        let pairs = k2 / 2;
-        let blocks = pairs.div_ceil(KC_PAIRS);
-        for block in 0..blocks {
-            let p0 = block * KC_PAIRS;
-            let pc = KC_PAIRS.min(pairs - p0);
-            for panel in 0..n.div_ceil(NR) {
-                let store = epilogue.for_tile(block, blocks, panel, n);
-                let b = self.data.as_ptr().add((panel * pairs + p0) * NR * 2);
-                let w_scales = self.scales.as_ptr().add(panel * NR);
-                let mut r0 = 0;
-                while r0 < rows {
-                    let args = Tile {
-                        pairs: pc,
-                        a: a.as_ptr().add(r0 * k2 + 2 * p0),
-                        lda: k2,
-                        b,
-                        c: c.as_mut_ptr().add(r0 * n + panel * NR),
-                        ldc: n,
-                        store,
-                        row_scales: row_scales.as_ptr().add(r0),
-                        col_scales: w_scales,
-                    };
-                    match rows - r0 {
-                        1 => kernel::<1>(args),
-                        2 => kernel::<2>(args),
-                        3 => kernel::<3>(args),
-                        4 => kernel::<4>(args),
-                        5 => kernel::<5>(args),
-                        _ => kernel::<MR>(args),
+        let (pairs, n, nr) = (self.k_even / 2, self.n, self.kernel.panel_width());
+        for r in 0..rows {
+            let qa = &a[r * self.k_even..(r + 1) * self.k_even];
+            let out = &mut c[r * n..(r + 1) * n];
+            for (panel, out) in out.chunks_mut(nr).enumerate() {
+                let weights = &self.data[panel * pairs * nr * 2..(panel + 1) * pairs * nr * 2];
+                let mut sums = [0i32; 32];
+                let sums = &mut sums[..nr];
+                for (pair, w) in qa.chunks_exact(2).zip(weights.chunks_exact(nr * 2)) {
+                    let (a0, a1) = (pair[0] as i32, pair[1] as i32);
+                    for (sum, w) in sums.iter_mut().zip(w.chunks_exact(2)) {
+                        *sum += a0 * w[0] as i32 + a1 * w[1] as i32;
                     }
-                    r0 += MR;
                 }
-            }
-        }
-    }
-
-    /// The same arithmetic without SIMD, for CPUs without AVX2 (and as the tests' reference).
-    fn affine_portable(&self, a: &[f32], m: usize, c: &mut [f32], affine: Affine) {
-        let (mut quantized, mut row_scales) = (Vec::new(), Vec::new());
-        self.quantize_rows(a, m, &mut quantized, &mut row_scales);
-        let pairs = self.k_even / 2;
-        for r in 0..m {
-            let qa = &quantized[r * self.k_even..(r + 1) * self.k_even];
-            for col in 0..self.n {
-                let (panel, lane) = (col / NR, col % NR);
-                let mut dot = 0i32;
-                for p in 0..pairs {
-                    let w = ((panel * pairs + p) * NR + lane) * 2;
-                    dot += qa[2 * p] as i32 * self.data[w] as i32
-                        + qa[2 * p + 1] as i32 * self.data[w + 1] as i32;
+                let base = panel * nr;
+                for (j, value) in out.iter_mut().enumerate() {
+                    let product = sums[j] as f32 * row_scales[r] * self.scales[base + j];
+                    let biased = product + affine.bias[base + j];
+                    *value = if affine.residual {
+                        *value + biased
+                    } else {
+                        biased
+                    };
                 }
-                let out = &mut c[r * self.n + col];
-                let value = dot as f32 * row_scales[r] * self.scales[col] + affine.bias[col];
-                *out = if affine.residual { *out + value } else { value };
             }
             if let Some(activation) = affine.activation {
-                activation.apply(&mut c[r * self.n..(r + 1) * self.n]);
+                activation.apply(out);
             }
         }
     }
 }
+
+/// Stamps the AVX2-width row block and micro-kernel for one feature set: `$dot(acc, a, b)`
+/// adds the pairwise products of `a` and `b` to the int32 lanes of `acc`.
+macro_rules! int8_avx2_kernels {
+    ($block:ident, $kernel:ident, $features:literal, $dot:expr) => {
+        impl QuantizedMatrix {
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = $features)]
+            unsafe fn $block(
+                &self,
+                a: &[i16],
+                row_scales: &[f32],
+                rows: usize,
+                c: &mut [f32],
+                epilogue: Epilogue,
+            ) {
+                let (k2, n) = (self.k_even, self.n);
+                let pairs = k2 / 2;
+                let blocks = pairs.div_ceil(KC_PAIRS);
+                for block in 0..blocks {
+                    let p0 = block * KC_PAIRS;
+                    let pc = KC_PAIRS.min(pairs - p0);
+                    for panel in 0..n.div_ceil(NR) {
+                        let store = epilogue.for_tile(block, blocks, panel, n);
+                        let b = self.data.as_ptr().add((panel * pairs + p0) * NR * 2);
+                        let w_scales = self.scales.as_ptr().add(panel * NR);
+                        let mut r0 = 0;
+                        while r0 < rows {
+                            let args = Tile {
+                                pairs: pc,
+                                a: a.as_ptr().add(r0 * k2 + 2 * p0),
+                                lda: k2,
+                                b,
+                                c: c.as_mut_ptr().add(r0 * n + panel * NR),
+                                ldc: n,
+                                store,
+                                row_scales: row_scales.as_ptr().add(r0),
+                                col_scales: w_scales,
+                            };
+                            match rows - r0 {
+                                1 => $kernel::<1>(args),
+                                2 => $kernel::<2>(args),
+                                3 => $kernel::<3>(args),
+                                4 => $kernel::<4>(args),
+                                5 => $kernel::<5>(args),
+                                _ => $kernel::<MR>(args),
+                            }
+                            r0 += MR;
+                        }
+                    }
+                }
+            }
+        }
+
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $features)]
+        #[inline]
+        unsafe fn $kernel<const R: usize>(t: Tile) {
+            use std::arch::x86_64::*;
+            let mut lo = [_mm256_setzero_si256(); R];
+            let mut hi = [_mm256_setzero_si256(); R];
+            for p in 0..t.pairs {
+                let b0 = _mm256_loadu_si256(t.b.add(p * NR * 2) as *const __m256i);
+                let b1 = _mm256_loadu_si256(t.b.add(p * NR * 2 + NR) as *const __m256i);
+                for r in 0..R {
+                    let pair = (t.a.add(r * t.lda + 2 * p) as *const i32).read_unaligned();
+                    let av = _mm256_set1_epi32(pair);
+                    lo[r] = $dot(lo[r], av, b0);
+                    hi[r] = $dot(hi[r], av, b1);
+                }
+            }
+            let (mut lo_f, mut hi_f) = ([_mm256_setzero_ps(); R], [_mm256_setzero_ps(); R]);
+            let ws0 = _mm256_loadu_ps(t.col_scales);
+            let ws1 = _mm256_loadu_ps(t.col_scales.add(8));
+            for r in 0..R {
+                let s = _mm256_set1_ps(*t.row_scales.add(r));
+                lo_f[r] = _mm256_mul_ps(_mm256_cvtepi32_ps(lo[r]), _mm256_mul_ps(ws0, s));
+                hi_f[r] = _mm256_mul_ps(_mm256_cvtepi32_ps(hi[r]), _mm256_mul_ps(ws1, s));
+            }
+            super::sgemm::store_tile(&lo_f, &hi_f, t.c, t.ldc, t.store);
+        }
+    };
+}
+
+int8_avx2_kernels!(block_avx2, kernel_avx2, "avx2,fma", |acc, a, b| {
+    _mm256_add_epi32(acc, _mm256_madd_epi16(a, b))
+});
+int8_avx2_kernels!(block_vnni, kernel_vnni, "avx2,fma,avxvnni", |acc, a, b| {
+    _mm256_dpwssd_avx_epi32(acc, a, b)
+});
 
 thread_local! {
     /// A row block's quantized activations and their scales, per thread, reused across calls
@@ -200,34 +366,6 @@ struct Tile {
     col_scales: *const f32,
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-#[inline]
-unsafe fn kernel<const R: usize>(t: Tile) {
-    use std::arch::x86_64::*;
-    let mut lo = [_mm256_setzero_si256(); R];
-    let mut hi = [_mm256_setzero_si256(); R];
-    for p in 0..t.pairs {
-        let b0 = _mm256_loadu_si256(t.b.add(p * NR * 2) as *const __m256i);
-        let b1 = _mm256_loadu_si256(t.b.add(p * NR * 2 + NR) as *const __m256i);
-        for r in 0..R {
-            let pair = (t.a.add(r * t.lda + 2 * p) as *const i32).read_unaligned();
-            let av = _mm256_set1_epi32(pair);
-            lo[r] = _mm256_add_epi32(lo[r], _mm256_madd_epi16(av, b0));
-            hi[r] = _mm256_add_epi32(hi[r], _mm256_madd_epi16(av, b1));
-        }
-    }
-    let (mut lo_f, mut hi_f) = ([_mm256_setzero_ps(); R], [_mm256_setzero_ps(); R]);
-    let ws0 = _mm256_loadu_ps(t.col_scales);
-    let ws1 = _mm256_loadu_ps(t.col_scales.add(8));
-    for r in 0..R {
-        let s = _mm256_set1_ps(*t.row_scales.add(r));
-        lo_f[r] = _mm256_mul_ps(_mm256_cvtepi32_ps(lo[r]), _mm256_mul_ps(ws0, s));
-        hi_f[r] = _mm256_mul_ps(_mm256_cvtepi32_ps(hi[r]), _mm256_mul_ps(ws1, s));
-    }
-    super::sgemm::store_tile(&lo_f, &hi_f, t.c, t.ldc, t.store);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,12 +376,29 @@ mod tests {
             .collect()
     }
 
+    /// The kernels this CPU runs, portable first.
+    fn kernels_here() -> Vec<Int8Kernel> {
+        let mut kernels: Vec<Int8Kernel> = crate::encoder::isa::supported_levels()
+            .into_iter()
+            .map(Int8Kernel::for_isa)
+            .collect();
+        kernels.dedup();
+        kernels
+    }
+
     #[test]
-    fn simd_and_portable_paths_agree_and_approximate_f32() {
-        for &(m, n, k) in &[(1, 1, 1), (7, 17, 5), (97, 40, 600), (13, 16, 1536)] {
+    fn every_kernel_here_matches_portable_and_approximates_f32() {
+        // Shapes with every tail: rows past one 12-row tile and one 96-row block, columns not a
+        // multiple of 16 or 32, odd depth, depth past one block of pairs.
+        for &(m, n, k) in &[
+            (1, 1, 1),
+            (7, 17, 5),
+            (97, 40, 600),
+            (13, 16, 1536),
+            (25, 33, 301),
+        ] {
             let a = data(m * k, 7, 13);
             let w = data(n * k, 5, 11);
-            let q = QuantizedMatrix::from_rows(&w, n, k);
             // Residual 0.5 plus bias 0.25: the product is what exceeds 0.75.
             let bias = vec![0.25f32; n];
             let add = Affine {
@@ -251,31 +406,37 @@ mod tests {
                 residual: true,
                 activation: None,
             };
-            let mut fast = vec![0.5f32; m * n];
-            let mut portable = fast.clone();
-            q.affine(&a, m, &mut fast, add);
-            q.affine_portable(&a, m, &mut portable, add);
-            // Without the residual and through an activation, both paths still agree.
             let relu = Affine {
                 residual: false,
                 activation: Some(kernels::Activation::Relu),
                 ..add
             };
-            let mut fast_relu = vec![f32::NAN; m * n];
-            let mut portable_relu = fast_relu.clone();
-            q.affine(&a, m, &mut fast_relu, relu);
-            q.affine_portable(&a, m, &mut portable_relu, relu);
-            for (i, (&x, &y)) in fast_relu.iter().zip(&portable_relu).enumerate() {
-                assert!(
-                    x >= 0.0 && (x - y).abs() <= 1e-5 * (1.0 + y.abs()),
-                    "relu at {i}"
-                );
-                assert!((x - (fast[i] - 0.5).max(0.0)).abs() <= 1e-5 * (1.0 + x.abs()));
+            let portable = QuantizedMatrix::from_rows(&w, n, k, Int8Kernel::Portable);
+            let mut want = vec![0.5f32; m * n];
+            portable.affine(&a, m, &mut want, add);
+            for kernel in kernels_here() {
+                let q = QuantizedMatrix::from_rows(&w, n, k, kernel);
+                let mut fast = vec![0.5f32; m * n];
+                q.affine(&a, m, &mut fast, add);
+                // Integer sums are exact in every kernel; only the dequantizing multiplies
+                // may round differently.
+                for (i, (&x, &y)) in fast.iter().zip(&want).enumerate() {
+                    assert!(
+                        (x - y).abs() <= 1e-5 * (1.0 + y.abs()),
+                        "{kernel:?} ({m}, {n}, {k}) at {i}: {x} vs {y}"
+                    );
+                }
+                // Without the residual and through an activation (the old contents ignored).
+                let mut fast_relu = vec![f32::NAN; m * n];
+                q.affine(&a, m, &mut fast_relu, relu);
+                for (i, &x) in fast_relu.iter().enumerate() {
+                    let y = (fast[i] - 0.5).max(0.0);
+                    assert!(x >= 0.0 && (x - y).abs() <= 1e-5 * (1.0 + y), "relu at {i}");
+                }
             }
-            for i in 0..m * n {
+            for (i, &got) in want.iter().enumerate() {
                 let (row, col) = (i / n, i % n);
                 let exact: f32 = (0..k).map(|kk| a[row * k + kk] * w[col * k + kk]).sum();
-                assert!((fast[i] - portable[i]).abs() <= 1e-5 * (1.0 + exact.abs()));
                 // Rounding moves each weight by at most half a step (max|w| / 254) and each
                 // activation by half of its row's step (max|a| / (2 * activation_max)).
                 let wmax = w[col * k..(col + 1) * k]
@@ -287,13 +448,13 @@ mod tests {
                 let bound = (0..k)
                     .map(|kk| {
                         a[row * k + kk].abs() * wmax / 254.0
-                            + w[col * k + kk].abs() * amax / (2.0 * q.activation_max)
+                            + w[col * k + kk].abs() * amax / (2.0 * portable.activation_max)
                     })
                     .sum::<f32>();
                 assert!(
-                    (fast[i] - 0.75 - exact).abs() <= bound * 1.01 + 1e-5,
+                    (got - 0.75 - exact).abs() <= bound * 1.01 + 1e-5,
                     "({m}, {n}, {k}) at {i}: {} vs {exact}",
-                    fast[i] - 0.75
+                    got - 0.75
                 );
             }
         }

@@ -1,83 +1,136 @@
-//! f32 matrix products against weights packed once at load time, with an AVX2+FMA micro-kernel
-//! (6 rows x 16 columns, 12 accumulators in registers), blocked so a weight panel stays in L1
-//! while a block of activation rows streams from L2. Each tile is finished as it is stored: bias,
-//! residual and activation (`Affine`). Other CPUs fall back to the `gemm` crate (in `cpu.rs`).
+//! f32 matrix products against weights packed once at load time, with one micro-kernel per
+//! instruction-set level: AVX2+FMA (6 rows x 16 columns, 12 accumulators in registers) and
+//! AVX-512 (12 rows x 32 columns, 24 accumulators; `avx512.rs`). Blocked so a weight panel stays
+//! in L1 while a block of activation rows streams from L2. Each tile is finished as it is
+//! stored: bias, residual and activation (`Affine`). CPUs with neither fall back to the `gemm`
+//! crate (in `cpu.rs`).
 
 use rayon::prelude::*;
 
+use super::isa::Isa;
 use super::kernels::{self, Activation};
 
-/// Columns of one packed weight panel: two 8-lane registers.
+/// Columns of one AVX2 weight panel: two 8-lane registers.
 pub(super) const NR: usize = 16;
-/// Rows of the micro-kernel.
+/// Rows of the AVX2 micro-kernel.
 pub(super) const MR: usize = 6;
 /// Depth of one block: a 256 x 16 panel is 16 KiB, half of L1.
 const KC: usize = 256;
-/// Activation rows per block and parallel task (a multiple of MR): 96 x 256 x 4 bytes = 96 KiB,
-/// inside L2.
+/// Activation rows per block and parallel task (a multiple of every kernel's rows): 96 x 256 x
+/// 4 bytes = 96 KiB, inside L2.
 pub(super) const MC: usize = 96;
 
-/// A (k x n) right-hand matrix in panels of 16 columns, each panel k rows of 16 contiguous
-/// values (zero-padded past column n).
+/// The micro-kernel a matrix was packed for: panel widths differ, so packed data and kernel
+/// must match, and the matrix records which it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum F32Kernel {
+    /// 6 x 16 tiles in 256-bit registers.
+    Avx2,
+    /// 12 x 32 tiles in 512-bit registers, masked tail stores.
+    Avx512,
+}
+
+impl F32Kernel {
+    /// The packed kernel for an instruction-set level; `None` below AVX2 (the `gemm` crate
+    /// runs those products).
+    pub fn for_isa(isa: Isa) -> Option<Self> {
+        match isa {
+            isa if isa.has_avx512() => Some(Self::Avx512),
+            isa if isa.has_avx2() => Some(Self::Avx2),
+            _ => None,
+        }
+    }
+
+    /// The kernel for the level in use (`isa::active`).
+    pub fn active() -> Option<Self> {
+        Self::for_isa(super::isa::active())
+    }
+
+    /// Columns per packed panel.
+    pub fn panel_width(self) -> usize {
+        match self {
+            Self::Avx2 => NR,
+            Self::Avx512 => super::avx512::NR,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Avx2 => "avx2 6x16",
+            Self::Avx512 => "avx512 12x32",
+        }
+    }
+}
+
+/// A (k x n) right-hand matrix in panels of `nr` columns (the kernel's panel width), each
+/// panel k rows of `nr` contiguous values (zero-padded past column n).
 pub struct PackedMatrix {
     k: usize,
     n: usize,
+    kernel: F32Kernel,
     data: Vec<f32>,
 }
 
 impl PackedMatrix {
     /// Packs `w^T` for a weight `w` stored (n x k) row-major, as `transformers` saves dense layers.
-    pub fn from_transposed(w: &[f32], n: usize, k: usize) -> Self {
+    pub fn from_transposed(w: &[f32], n: usize, k: usize, kernel: F32Kernel) -> Self {
         assert_eq!(w.len(), n * k);
-        let mut packed = Self::empty();
+        let mut packed = Self::empty(kernel);
         packed.repack_transposed(w, n, k, k);
         packed
     }
 
     /// A matrix to fill with `repack_*`, reusing its buffer across calls.
-    pub fn empty() -> Self {
+    pub fn empty(kernel: F32Kernel) -> Self {
         Self {
             k: 0,
             n: 0,
+            kernel,
             data: Vec::new(),
         }
+    }
+
+    /// The kernel the matrix was packed for.
+    pub fn kernel(&self) -> F32Kernel {
+        self.kernel
     }
 
     /// Packs `src^T`, where `src` is n rows of k values, `row_stride` apart (e.g. attention
     /// keys, so that queries @ keys^T is a product with this matrix).
     pub fn repack_transposed(&mut self, src: &[f32], n: usize, k: usize, row_stride: usize) {
         self.reset(n, k);
-        assert!(n == 0 || src.len() >= (n - 1) * row_stride + k);
+        assert!(n == 0 || (row_stride >= k && src.len() >= (n - 1) * row_stride + k));
+        let nr = self.kernel.panel_width();
         // Whole 8 x 8 blocks by register transposes: element by element, the scattered stores
         // cost attention's key packing 20 us per token, 3% of a long-article run.
-        let (blocked_cols, blocked_depth) = match Self::supported() {
+        let (blocked_cols, blocked_depth) = match cfg!(target_arch = "x86_64") {
             true => (n / 8 * 8, k / 8 * 8),
             false => (0, 0),
         };
         #[cfg(target_arch = "x86_64")]
-        if blocked_cols > 0 {
-            for col in (0..blocked_cols).step_by(8) {
-                for kk in (0..blocked_depth).step_by(8) {
-                    let at = ((col / NR) * k + kk) * NR + col % NR;
-                    // SAFETY: AVX2 detected; rows col..col+8 and depths kk..kk+8 lie inside
-                    // `src` (asserted above) and the destination block inside `data`.
-                    unsafe {
-                        transpose_8x8(
-                            src.as_ptr().add(col * row_stride + kk),
-                            row_stride,
-                            self.data.as_mut_ptr().add(at),
-                            NR,
-                        )
-                    };
-                }
+        for col in (0..blocked_cols).step_by(8) {
+            for kk in (0..blocked_depth).step_by(8) {
+                let at = ((col / nr) * k + kk) * nr + col % nr;
+                assert!(at + 7 * nr + 8 <= self.data.len());
+                // SAFETY: every packed kernel implies AVX2; rows col..col+8 and depths
+                // kk..kk+8 lie inside `src` (asserted above) and the destination block
+                // inside `data` (asserted here: nr is a multiple of 8).
+                unsafe {
+                    transpose_8x8(
+                        src.as_ptr().add(col * row_stride + kk),
+                        row_stride,
+                        self.data.as_mut_ptr().add(at),
+                        nr,
+                    )
+                };
             }
         }
         for col in 0..n {
             let depth_start = if col < blocked_cols { blocked_depth } else { 0 };
-            let (panel, lane) = (col / NR, col % NR);
+            let (panel, lane) = (col / nr, col % nr);
             let row = &src[col * row_stride..col * row_stride + k];
             for (kk, &value) in row.iter().enumerate().skip(depth_start) {
-                self.data[(panel * k + kk) * NR + lane] = value;
+                self.data[(panel * k + kk) * nr + lane] = value;
             }
         }
     }
@@ -85,29 +138,22 @@ impl PackedMatrix {
     /// Packs `src` itself: k rows of n values, `row_stride` apart (e.g. attention values).
     pub fn repack_rows(&mut self, src: &[f32], k: usize, n: usize, row_stride: usize) {
         self.reset(n, k);
+        let nr = self.kernel.panel_width();
         for kk in 0..k {
             let row = &src[kk * row_stride..kk * row_stride + n];
-            for (panel, chunk) in row.chunks(NR).enumerate() {
-                let at = (panel * k + kk) * NR;
-                match <&[f32; NR]>::try_from(chunk) {
-                    // A whole panel row: a fixed-size copy the compiler turns into two moves.
-                    Ok(full) => self.data[at..at + NR].copy_from_slice(full),
-                    Err(_) => self.data[at..at + chunk.len()].copy_from_slice(chunk),
-                }
+            for (panel, chunk) in row.chunks(nr).enumerate() {
+                let at = (panel * k + kk) * nr;
+                self.data[at..at + chunk.len()].copy_from_slice(chunk);
             }
         }
     }
 
     fn reset(&mut self, n: usize, k: usize) {
+        let nr = self.kernel.panel_width();
         self.k = k;
         self.n = n;
         self.data.clear();
-        self.data.resize(n.div_ceil(NR) * k * NR, 0.0);
-    }
-
-    /// Whether this CPU runs the packed kernel (else callers use their own fallback).
-    pub fn supported() -> bool {
-        kernels::avx2_fma()
+        self.data.resize(n.div_ceil(nr) * k * nr, 0.0);
     }
 
     /// `c (m x n) = act(a (m x k) @ self + bias [+ c])` as `affine` says, all row-major and
@@ -140,17 +186,31 @@ impl PackedMatrix {
         ldc: usize,
         epilogue: Epilogue,
     ) {
-        assert!(Self::supported(), "packed sgemm needs AVX2 and FMA");
         if m == 0 {
             return;
         }
         assert!(a.len() >= (m - 1) * lda + self.k && lda >= self.k);
         assert!(c.len() >= (m - 1) * ldc + self.n && ldc >= self.n);
-        // SAFETY: AVX2/FMA checked above; the asserts keep every row inside its slice, and
-        // callers give a bias of n values.
+        // A matrix packed for a kernel this CPU lacks (never made by `F32Kernel::for_isa`)
+        // must not reach the instructions.
+        assert!(
+            F32Kernel::for_isa(super::isa::detected()).is_some_and(|best| match self.kernel {
+                F32Kernel::Avx2 => true,
+                F32Kernel::Avx512 => best == F32Kernel::Avx512,
+            }),
+            "matrix packed for {:?}, which this CPU lacks",
+            self.kernel
+        );
+        // SAFETY: the CPU has the kernel's features (asserted above); the asserts keep every
+        // row inside its slice, and callers give a bias of n values.
         #[cfg(target_arch = "x86_64")]
         unsafe {
-            self.block(a, lda, m, c, ldc, epilogue)
+            match self.kernel {
+                F32Kernel::Avx2 => self.block(a, lda, m, c, ldc, epilogue),
+                F32Kernel::Avx512 => super::avx512::f32_block(
+                    &self.data, self.k, self.n, a, lda, m, c, ldc, epilogue,
+                ),
+            }
         };
     }
 
@@ -238,13 +298,25 @@ impl Epilogue {
     /// first block starts from the bias (and the residual), later ones add to what is there,
     /// and the last applies the activation.
     pub(super) fn for_tile(self, block: usize, blocks: usize, panel: usize, n: usize) -> Store {
+        self.for_panel(block, blocks, panel, NR, n)
+    }
+
+    /// [`Epilogue::for_tile`] for panels `nr` columns wide.
+    pub(super) fn for_panel(
+        self,
+        block: usize,
+        blocks: usize,
+        panel: usize,
+        nr: usize,
+        n: usize,
+    ) -> Store {
         let first = block == 0;
         Store {
-            cols: NR.min(n - panel * NR),
+            cols: nr.min(n - panel * nr),
             keep: self.keep || !first,
             bias: match first && !self.bias.is_null() {
                 // SAFETY: the bias holds n values, so its panel start is in bounds.
-                true => unsafe { self.bias.add(panel * NR) },
+                true => unsafe { self.bias.add(panel * nr) },
                 false => std::ptr::null(),
             },
             activation: self.activation.filter(|_| block + 1 == blocks),
@@ -256,10 +328,10 @@ impl Epilogue {
 /// the bias to add (null for none; `cols` values) and the activation to apply after.
 #[derive(Clone, Copy)]
 pub(super) struct Store {
-    cols: usize,
-    keep: bool,
-    bias: *const f32,
-    activation: Option<Activation>,
+    pub(super) cols: usize,
+    pub(super) keep: bool,
+    pub(super) bias: *const f32,
+    pub(super) activation: Option<Activation>,
 }
 
 /// Writes the R x 16 tile `lo`/`hi` (columns 0-7 / 8-15 of each row) to `c` as `store` says.
@@ -396,6 +468,16 @@ unsafe fn kernel<const R: usize>(
 mod tests {
     use super::*;
 
+    /// The packed kernels this CPU runs.
+    fn kernels_here() -> Vec<F32Kernel> {
+        let mut kernels: Vec<F32Kernel> = crate::encoder::isa::supported_levels()
+            .into_iter()
+            .filter_map(F32Kernel::for_isa)
+            .collect();
+        kernels.dedup();
+        kernels
+    }
+
     fn naive(a: &[f32], w: &[f32], m: usize, n: usize, k: usize) -> Vec<f32> {
         let mut c = vec![0f32; m * n];
         for i in 0..m {
@@ -408,9 +490,12 @@ mod tests {
 
     #[test]
     fn affine_adds_bias_and_residual_then_activates() {
-        if !PackedMatrix::supported() {
-            return;
+        for kernel in kernels_here() {
+            affine_adds_bias_and_residual_then_activates_with(kernel);
         }
+    }
+
+    fn affine_adds_bias_and_residual_then_activates_with(kernel: F32Kernel) {
         // Depth 600 spans three blocks: the bias must be added once, the activation applied
         // once at the end; 21 columns leave a partial panel.
         let (m, n, k) = (8, 21, 600);
@@ -418,9 +503,13 @@ mod tests {
         let w: Vec<f32> = (0..n * k).map(|i| ((i % 13) as f32 - 6.0) / 30.0).collect();
         let bias: Vec<f32> = (0..n).map(|j| j as f32 * 0.1 - 1.0).collect();
         let residual: Vec<f32> = (0..m * n).map(|i| (i % 5) as f32 - 2.0).collect();
-        let packed = PackedMatrix::from_transposed(&w, n, k);
+        let packed = PackedMatrix::from_transposed(&w, n, k, kernel);
         let product = naive(&a, &w, m, n, k);
-        for (keep, activation) in [(true, None), (false, Some(Activation::Relu))] {
+        for (keep, activation) in [
+            (true, None),
+            (false, Some(Activation::Relu)),
+            (true, Some(Activation::GeluErf)),
+        ] {
             let mut c = residual.clone();
             let affine = Affine {
                 bias: &bias,
@@ -429,13 +518,14 @@ mod tests {
             };
             packed.affine(&a, m, &mut c, affine);
             for i in 0..m * n {
-                let mut want = product[i] + bias[i % n] + if keep { residual[i] } else { 0.0 };
-                if activation.is_some() {
-                    want = want.max(0.0);
+                let mut want = [product[i] + bias[i % n] + if keep { residual[i] } else { 0.0 }];
+                if let Some(activation) = activation {
+                    activation.apply_inline(&mut want);
                 }
+                let want = want[0];
                 assert!(
                     (c[i] - want).abs() <= 1e-4 * (1.0 + want.abs()),
-                    "keep {keep} at {i}: {} vs {want}",
+                    "{kernel:?} keep {keep} {activation:?} at {i}: {} vs {want}",
                     c[i]
                 );
             }
@@ -444,28 +534,49 @@ mod tests {
 
     #[test]
     fn transposed_packing_of_strided_rows_matches_contiguous_rows() {
-        // 21 rows of 19 values inside rows of 30: 8 x 8 blocks plus row and depth tails.
-        let (n, k, stride) = (21, 19, 30);
+        // 41 rows of 19 values inside rows of 30: 8 x 8 blocks plus row and depth tails.
+        let (n, k, stride) = (41, 19, 30);
         let src: Vec<f32> = (0..n * stride).map(|i| i as f32).collect();
         let dense: Vec<f32> = (0..n)
             .flat_map(|r| src[r * stride..r * stride + k].to_vec())
             .collect();
-        let mut strided = PackedMatrix::empty();
-        strided.repack_transposed(&src, n, k, stride);
-        let contiguous = PackedMatrix::from_transposed(&dense, n, k);
-        assert_eq!(strided.data, contiguous.data);
-        // Spot-check the layout: depth 3 of output column 17 (panel 1, lane 1).
-        assert_eq!(strided.data[(k + 3) * NR + 1], src[17 * stride + 3]);
+        // Packing is plain data movement: check both layouts wherever the CPU has AVX2.
+        if !crate::encoder::isa::Isa::Avx2.supported() {
+            return;
+        }
+        for kernel in [F32Kernel::Avx2, F32Kernel::Avx512] {
+            let nr = kernel.panel_width();
+            let mut strided = PackedMatrix::empty(kernel);
+            strided.repack_transposed(&src, n, k, stride);
+            let contiguous = PackedMatrix::from_transposed(&dense, n, k, kernel);
+            assert_eq!(strided.data, contiguous.data);
+            // Spot-check the layout: depth 3 of output column 33.
+            let (panel, lane) = (33 / nr, 33 % nr);
+            assert_eq!(
+                strided.data[(panel * k + 3) * nr + lane],
+                src[33 * stride + 3]
+            );
+        }
     }
 
     #[test]
     fn packed_product_matches_naive_on_ragged_shapes() {
-        if !PackedMatrix::supported() {
-            return;
+        for kernel in kernels_here() {
+            packed_product_matches_naive_on_ragged_shapes_with(kernel);
         }
-        // Shapes that exercise every tail: rows not a multiple of 6 or of the row block,
-        // columns not a multiple of 16, depth beyond one 256 block.
-        for &(m, n, k) in &[(1, 1, 1), (7, 17, 5), (97, 40, 300), (13, 16, 513)] {
+    }
+
+    fn packed_product_matches_naive_on_ragged_shapes_with(kernel: F32Kernel) {
+        // Shapes that exercise every tail: rows not a multiple of 6, 12 or of the row block,
+        // columns not a multiple of 16 or 32, depth beyond one 256 block.
+        for &(m, n, k) in &[
+            (1, 1, 1),
+            (7, 17, 5),
+            (97, 40, 300),
+            (13, 16, 513),
+            (25, 33, 130),
+            (12, 64, 384),
+        ] {
             let a: Vec<f32> = (0..m * k)
                 .map(|i| ((i * 7 % 13) as f32 - 6.0) / 7.0)
                 .collect();
@@ -480,7 +591,7 @@ mod tests {
                 residual: true,
                 activation: None,
             };
-            PackedMatrix::from_transposed(&w, n, k).affine(&a, m, &mut c, add);
+            PackedMatrix::from_transposed(&w, n, k, kernel).affine(&a, m, &mut c, add);
             let want = naive(&a, &w, m, n, k);
             // The same product packed from w^T given row by row must agree exactly.
             let mut w_t = vec![0f32; k * n];
@@ -489,7 +600,7 @@ mod tests {
                     w_t[kk * n + j] = w[j * k + kk];
                 }
             }
-            let mut by_rows = PackedMatrix::empty();
+            let mut by_rows = PackedMatrix::empty(kernel);
             by_rows.repack_rows(&w_t, k, n, n);
             let mut c2 = start.clone();
             by_rows.affine(&a, m, &mut c2, add);
@@ -504,7 +615,7 @@ mod tests {
                 let got = c[i] - start[i];
                 assert!(
                     (got - want[i]).abs() <= 1e-4 * (1.0 + want[i].abs()),
-                    "({m}, {n}, {k}) at {i}: {got} vs {}",
+                    "{kernel:?} ({m}, {n}, {k}) at {i}: {got} vs {}",
                     want[i]
                 );
             }
