@@ -37,6 +37,16 @@ pub enum Command {
     Eval(EvalArgs),
     /// Poll RSS/Atom/JSON feeds and rank the new articles that matter.
     Triage(TriageArgs),
+    /// Show this machine's CPU, its instruction-set level (and `SPYGLASS_CPU_ISA`), the kernels
+    /// each precision runs, threads and CUDA.
+    Info(InfoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

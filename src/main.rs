@@ -36,6 +36,7 @@ fn main() -> ExitCode {
         Command::Label(args) => commands::label::run(args),
         Command::Eval(args) => commands::eval::run(args),
         Command::Triage(args) => commands::triage::run(args),
+        Command::Info(args) => commands::info::run(args),
     };
     match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,

@@ -3,6 +3,7 @@
 pub mod data;
 pub mod embed;
 pub mod eval;
+pub mod info;
 pub mod label;
 pub mod model;
 pub mod train;

@@ -1,0 +1,76 @@
+//! `spyglass info`: the machine report, its JSON form, and the `SPYGLASS_CPU_ISA` override.
+
+mod common;
+
+use std::process::Command;
+
+fn info(isa: Option<&str>, args: &[&str]) -> std::process::Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_spyglass"));
+    command
+        .arg("info")
+        .args(args)
+        .env_remove("SPYGLASS_CPU_ISA");
+    if let Some(isa) = isa {
+        command.env("SPYGLASS_CPU_ISA", isa);
+    }
+    command.output().expect("spyglass runs")
+}
+
+#[test]
+fn info_reports_the_isa_and_the_kernels_of_each_precision() {
+    let run = info(None, &["--json"]);
+    common::ok(&run);
+    let report: serde_json::Value = serde_json::from_slice(&run.stdout).expect("stdout is JSON");
+    let detected = report["isa"]["detected"].as_str().unwrap();
+    assert_eq!(report["isa"]["active"], detected);
+    assert!(report["isa"]["override"].is_null());
+    let supported: Vec<&str> = report["isa"]["supported"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(supported[0], "portable");
+    assert_eq!(*supported.last().unwrap(), detected);
+    let kernels = report["kernels"].as_array().unwrap();
+    assert_eq!(kernels.len(), 2);
+    assert_eq!(kernels[0]["precision"], "f32");
+    assert_eq!(kernels[1]["precision"], "int8");
+    assert_eq!(kernels[1]["compute_path"], format!("int8-{detected}"));
+
+    let text = info(None, &[]);
+    let stderr = common::ok(&text);
+    assert!(
+        stderr.is_empty(),
+        "the report goes to stdout, not stderr: {stderr}"
+    );
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert!(
+        text.contains(&format!("isa active:   {detected}")),
+        "{text}"
+    );
+    assert!(text.contains("int8  dense:"), "{text}");
+}
+
+#[test]
+fn the_override_lowers_the_level_and_a_bad_value_is_an_error() {
+    let run = info(Some("portable"), &["--json"]);
+    common::ok(&run);
+    let report: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(report["isa"]["active"], "portable");
+    assert_eq!(report["isa"]["override"], "portable");
+    assert_eq!(report["kernels"][0]["dense"], "gemm crate");
+    assert_eq!(report["kernels"][1]["dense"], "portable");
+
+    // A level above the CPU's is clamped to what it has, never refused.
+    let run = info(Some("amx"), &["--json"]);
+    common::ok(&run);
+    let report: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(report["isa"]["active"], report["isa"]["detected"]);
+
+    let run = info(Some("avx1024"), &[]);
+    assert_eq!(run.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("`SPYGLASS_CPU_ISA=avx1024`"), "{stderr}");
+    assert!(stderr.contains("avx512-vnni"), "{stderr}");
+}
