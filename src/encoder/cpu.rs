@@ -191,6 +191,7 @@ impl Dense {
         inputs: usize,
         outputs_each: usize,
         kernels: Kernels,
+        int8: Int8Kernel,
     ) -> candle_core::Result<Self> {
         let outputs = outputs_each * prefixes.len();
         let mut weight = Vec::with_capacity(outputs * inputs);
@@ -200,12 +201,9 @@ impl Dense {
             bias.extend(store.values(&format!("{prefix}.bias"), outputs_each)?);
         }
         let weight = match (kernels.precision, kernels.f32) {
-            (Precision::Int8, _) => DenseWeight::Int8(QuantizedMatrix::from_rows(
-                &weight,
-                outputs,
-                inputs,
-                kernels.int8,
-            )),
+            (Precision::Int8, _) => {
+                DenseWeight::Int8(QuantizedMatrix::from_rows(&weight, outputs, inputs, int8))
+            }
             (Precision::F32, Some(kernel)) => DenseWeight::Packed(PackedMatrix::from_transposed(
                 &weight, outputs, inputs, kernel,
             )),
@@ -361,8 +359,11 @@ pub struct Kernels {
     /// The packed f32 kernel (dense layers in f32, and attention in every precision); `None`
     /// runs those products on the `gemm` crate.
     pub f32: Option<F32Kernel>,
-    /// The int8 kernel of dense layers in int8.
+    /// The int8 kernel of the QKV product (15-bit activations).
     pub int8: Int8Kernel,
+    /// The int8 kernel of the other dense layers: 8-bit activations where the level has
+    /// `vpdpbusd` (see `Int8Kernel::narrow_for_isa`), else the same as `int8`.
+    pub int8_narrow: Int8Kernel,
 }
 
 impl Kernels {
@@ -372,15 +373,19 @@ impl Kernels {
             isa,
             f32: F32Kernel::for_isa(isa),
             int8: Int8Kernel::for_isa(isa),
+            int8_narrow: Int8Kernel::narrow_for_isa(isa),
         }
     }
 
     /// What runs the dense layers, e.g. `avx512 12x32` or `avx512-vnni vpdpwssd 12x32`.
-    pub fn dense_name(&self) -> &'static str {
+    pub fn dense_name(&self) -> String {
         match (self.precision, self.f32) {
-            (Precision::Int8, _) => self.int8.name(),
-            (Precision::F32, Some(kernel)) => kernel.name(),
-            (Precision::F32, None) => "gemm crate",
+            (Precision::Int8, _) if self.int8_narrow != self.int8 => {
+                format!("{} (QKV: {})", self.int8_narrow.name(), self.int8.name())
+            }
+            (Precision::Int8, _) => self.int8.name().into(),
+            (Precision::F32, Some(kernel)) => kernel.name().into(),
+            (Precision::F32, None) => "gemm crate".into(),
         }
     }
 
@@ -457,13 +462,14 @@ impl CpuEncoder {
                 .map(|n| format!("{l}.attention.self.{n}"))
                 .collect();
             layers.push(Layer {
-                qkv: Dense::load(&store, &qkv_names, hidden, hidden, kernels)?,
+                qkv: Dense::load(&store, &qkv_names, hidden, hidden, kernels, kernels.int8)?,
                 attention_out: Dense::load(
                     &store,
                     &[format!("{l}.attention.output.dense")],
                     hidden,
                     hidden,
                     kernels,
+                    kernels.int8_narrow,
                 )?,
                 attention_norm: Norm::load(
                     &store,
@@ -476,6 +482,7 @@ impl CpuEncoder {
                     hidden,
                     inner,
                     kernels,
+                    kernels.int8_narrow,
                 )?,
                 output: Dense::load(
                     &store,
@@ -483,6 +490,7 @@ impl CpuEncoder {
                     inner,
                     hidden,
                     kernels,
+                    kernels.int8_narrow,
                 )?,
                 output_norm: Norm::load(&store, &format!("{l}.output.LayerNorm"), hidden)?,
             });

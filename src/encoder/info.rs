@@ -36,7 +36,7 @@ pub struct IsaInfo {
 #[derive(Debug, Clone, Serialize)]
 pub struct KernelInfo {
     pub precision: &'static str,
-    pub dense: &'static str,
+    pub dense: String,
     pub attention: &'static str,
     pub elementwise: &'static str,
     /// The identifier embedding caches are keyed by.

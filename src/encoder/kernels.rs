@@ -269,6 +269,52 @@ simd_kernels! {
         }
     }
 
+    /// Per-row asymmetric quantization to unsigned bytes, for the `vpdpbusd` kernels: each row
+    /// of `width` values maps its range (widened to include 0) onto 0..=255, so that
+    /// x ~= (q - zero) * scale. Rows with no range (all zero, or non-finite) get scale 0.
+    pub fn quantize_rows_u8(
+        rows: &[f32],
+        width: usize,
+        out: &mut [u8],
+        stride: usize,
+        scales: &mut [f32],
+        zeros: &mut [i32],
+    ) {
+        let rows = rows.chunks_exact(width).zip(out.chunks_exact_mut(stride));
+        for ((row, q), (scale, zero)) in rows.zip(scales.iter_mut().zip(zeros.iter_mut())) {
+            let (mut lo, mut hi) = ([0f32; LANES], [0f32; LANES]);
+            let chunks = row.chunks_exact(LANES);
+            let tail = chunks.remainder().iter().fold((0f32, 0f32), |(l, h), &x| (l.min(x), h.max(x)));
+            for chunk in chunks {
+                for ((l, h), &x) in lo.iter_mut().zip(hi.iter_mut()).zip(chunk) {
+                    *l = l.min(x);
+                    *h = h.max(x);
+                }
+            }
+            let lo = lo.iter().fold(tail.0, |m, &x| m.min(x));
+            let hi = hi.iter().fold(tail.1, |m, &x| m.max(x));
+            let range = hi - lo;
+            if !(range > 0.0 && range.is_finite()) {
+                *scale = 0.0;
+                *zero = 0;
+                q[..width].fill(0);
+                continue;
+            }
+            let inv = 255.0 / range;
+            let zero_point = (-lo * inv).round_ties_even().clamp(0.0, 255.0);
+            *scale = range / 255.0;
+            *zero = zero_point as i32;
+            for (q, &x) in q.iter_mut().zip(row) {
+                // max/min map NaN to 0, keeping the unchecked conversion in range (`clamp`
+                // would pass NaN through).
+                #[allow(clippy::manual_clamp)]
+                let level = ((x * inv).round_ties_even() + zero_point).max(0.0).min(255.0);
+                // SAFETY: level is an integer in [0, 255].
+                *q = unsafe { level.to_int_unchecked::<i32>() } as u8;
+            }
+        }
+    }
+
     /// Adds `bias` to every row of `rows` (row width = `bias.len()`).
     pub fn add_rows(rows: &mut [f32], bias: &[f32]) {
         for row in rows.chunks_exact_mut(bias.len()) {
@@ -447,6 +493,40 @@ pub fn fill_rows(rows: &mut [f32], bias: &[f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn byte_quantization_round_trips_within_half_a_step_and_survives_nan() {
+        // Row 0 mixed signs, row 1 positive only (zero point 0), row 2 all zero, row 3 NaN.
+        let width = 11;
+        let mut rows: Vec<f32> = (0..4 * width)
+            .map(|i| (i as f32 * 0.37).sin() * 3.0)
+            .collect();
+        rows[width..2 * width].iter_mut().for_each(|x| *x = x.abs());
+        rows[2 * width..3 * width].fill(0.0);
+        rows[3 * width + 4] = f32::NAN;
+        let stride = 12;
+        let (mut q, mut scales, mut zeros) = (vec![7u8; 4 * stride], vec![0f32; 4], vec![0; 4]);
+        quantize_rows_u8(&rows, width, &mut q, stride, &mut scales, &mut zeros);
+        assert_eq!(zeros[1], 0);
+        assert_eq!((scales[2], zeros[2]), (0.0, 0));
+        for r in [0, 1, 3] {
+            assert!(scales[r] > 0.0 && (0..=255).contains(&zeros[r]), "row {r}");
+            for i in 0..width {
+                let x = rows[r * width + i];
+                if x.is_nan() {
+                    continue;
+                }
+                let back = (q[r * stride + i] as i32 - zeros[r]) as f32 * scales[r];
+                assert!(
+                    (back - x).abs() <= 0.5 * scales[r] * 1.001,
+                    "row {r} at {i}: {back} vs {x}"
+                );
+            }
+        }
+        assert!(q[2 * stride..2 * stride + width].iter().all(|&b| b == 0));
+        // Padding past the width is left as the caller set it.
+        assert_eq!(q[stride - 1], 7);
+    }
 
     #[test]
     fn exp_matches_std_in_relative_error() {
