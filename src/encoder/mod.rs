@@ -2,6 +2,8 @@
 //! per-window and per-article embeddings.
 
 #[cfg(target_arch = "x86_64")]
+mod amx;
+#[cfg(target_arch = "x86_64")]
 mod avx512;
 pub mod bert;
 pub mod cpu;

@@ -40,6 +40,9 @@ pub enum Int8Kernel {
     AvxVnniU8,
     /// 12 x 32 tiles, `vpdpbusd` on 512-bit registers: activations as unsigned bytes.
     Avx512VnniU8,
+    /// 32 x 32 passes of AMX `tdpbusd` tiles over the `Avx512VnniU8` layout (which runs the
+    /// row and depth tails).
+    AmxU8,
 }
 
 impl Int8Kernel {
@@ -67,14 +70,15 @@ impl Int8Kernel {
     pub fn narrow_for_isa(isa: Isa) -> Self {
         match isa {
             Isa::AvxVnni => Self::AvxVnniU8,
-            Isa::Avx512Vnni | Isa::Amx => Self::Avx512VnniU8,
+            Isa::Avx512Vnni => Self::Avx512VnniU8,
+            Isa::Amx => Self::AmxU8,
             other => Self::for_isa(other),
         }
     }
 
     /// Whether activations are quantized to unsigned bytes (else to int16 pairs).
     pub fn unsigned_activations(self) -> bool {
-        matches!(self, Self::AvxVnniU8 | Self::Avx512VnniU8)
+        matches!(self, Self::AvxVnniU8 | Self::Avx512VnniU8 | Self::AmxU8)
     }
 
     /// The lowest instruction-set level that runs the kernel.
@@ -86,13 +90,14 @@ impl Int8Kernel {
             Self::Avx512 => Isa::Avx512,
             Self::Avx512Vnni | Self::Avx512VnniU8 => Isa::Avx512Vnni,
             Self::AvxVnniU8 => Isa::AvxVnni,
+            Self::AmxU8 => Isa::Amx,
         }
     }
 
     /// Columns per packed panel.
     pub fn panel_width(self) -> usize {
         match self {
-            Self::Avx512 | Self::Avx512Vnni | Self::Avx512VnniU8 => 32,
+            Self::Avx512 | Self::Avx512Vnni | Self::Avx512VnniU8 | Self::AmxU8 => 32,
             _ => NR,
         }
     }
@@ -106,6 +111,7 @@ impl Int8Kernel {
             Self::Avx512Vnni => "avx512-vnni vpdpwssd 12x32",
             Self::AvxVnniU8 => "avx-vnni vpdpbusd u8 6x16",
             Self::Avx512VnniU8 => "avx512-vnni vpdpbusd u8 12x32",
+            Self::AmxU8 => "amx tdpbusd u8 32x32",
         }
     }
 }
@@ -283,7 +289,7 @@ impl QuantizedMatrix {
                     )
                 }
                 Int8Kernel::Portable => {}
-                Int8Kernel::AvxVnniU8 | Int8Kernel::Avx512VnniU8 => {
+                Int8Kernel::AvxVnniU8 | Int8Kernel::Avx512VnniU8 | Int8Kernel::AmxU8 => {
                     unreachable!("byte kernels run in `bytes_block`")
                 }
             }
@@ -308,6 +314,19 @@ impl QuantizedMatrix {
                 Int8Kernel::AvxVnniU8 => return self.block_vnni_u8(rows, c, epilogue),
                 Int8Kernel::Avx512VnniU8 => {
                     return super::avx512::int8_block_u8(
+                        &self.bytes,
+                        &self.col_sums,
+                        &self.scales,
+                        self.quads,
+                        self.n,
+                        rows,
+                        c,
+                        self.n,
+                        epilogue,
+                    )
+                }
+                Int8Kernel::AmxU8 => {
+                    return super::amx::int8_block_amx(
                         &self.bytes,
                         &self.col_sums,
                         &self.scales,
@@ -679,6 +698,8 @@ mod tests {
             (97, 40, 600),
             (13, 33, 1537),
             (3, 16, 8),
+            // Whole AMX tile passes (32 rows, 96 quads); (97, 40, 600) adds both tails there.
+            (64, 48, 384),
         ] {
             let mut a = data(m * k, 7, 13);
             if m >= 3 {
