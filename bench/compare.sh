@@ -8,6 +8,7 @@
 #   written from eval/data/*.jsonl on first use)
 #   ROUNDS=3 THREADS=2 PROFILE=dev ENGINES="spyglass-f32 spyglass-int8 pytorch ort-f32 ort-int8" \
 #   ACCURACY=1 bench/compare.sh
+#   (spyglass-bf16 joins the default engines where the CPU has AVX-512 BF16)
 #   SPYGLASS_CPU_ISA=avx2 (etc.) measures a lower kernel level.
 #
 # Every engine embeds `passage: ` + title + "\n" + text truncated to 512 tokens (spyglass with
@@ -24,7 +25,10 @@ cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
 THREADS=${THREADS:-2}
 PROFILE=${PROFILE:-dev}
-ENGINES=${ENGINES:-spyglass-f32 spyglass-int8 pytorch ort-f32 ort-int8}
+# bf16 runs where the CPU has AVX-512 BF16.
+DEFAULT_ENGINES="spyglass-f32 spyglass-int8 pytorch ort-f32 ort-int8"
+grep -q -w avx512_bf16 /proc/cpuinfo && DEFAULT_ENGINES="spyglass-f32 spyglass-int8 spyglass-bf16 pytorch ort-f32 ort-int8"
+ENGINES=${ENGINES:-$DEFAULT_ENGINES}
 ACCURACY=${ACCURACY:-1}
 MODEL=../shared/models/multilingual-e5-small
 ST_PEER=../shared/bench/peer_sentence_transformers.py
@@ -116,7 +120,7 @@ for file in "${FILES[@]}"; do
         [ -n "$ratios" ] && echo "ratio $ours:$ratios"
     done
     if [ "$ACCURACY" = 1 ]; then
-        for pair in "spyglass-int8 spyglass-f32" "ort-int8 ort-f32"; do
+        for pair in "spyglass-int8 spyglass-f32" "spyglass-bf16 spyglass-f32" "ort-int8 ort-f32"; do
             read -r q f <<<"$pair"
             [[ " $ENGINES " == *" $q "* && " $ENGINES " == *" $f "* ]] || continue
             DUMP=$log/$q.jsonl run_engine "$q" "$file" >/dev/null

@@ -6,6 +6,7 @@
 //! `cargo bench --bench kernels` (threads: `RAYON_NUM_THREADS`, default all cores).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use spyglass::encoder::bf16::{self, Bf16Matrix};
 use spyglass::encoder::isa;
 use spyglass::encoder::quant::{Int8Kernel, QuantizedMatrix};
 use spyglass::encoder::sgemm::{Affine, F32Kernel, PackedMatrix};
@@ -100,6 +101,13 @@ fn dense(c: &mut Criterion) {
             group.bench_function(BenchmarkId::new("int8", kernel.name()), |b| {
                 b.iter(|| quantized.affine(&a, ROWS, &mut out, affine))
             });
+        }
+        if bf16::available_at(isa::active()) {
+            let rounded = Bf16Matrix::from_rows(&w, n, k);
+            group.bench_function(
+                BenchmarkId::new("bf16", "avx512-bf16 vdpbf16ps 12x32"),
+                |b| b.iter(|| rounded.affine(&a, ROWS, &mut out, affine)),
+            );
         }
         group.finish();
     }

@@ -33,9 +33,10 @@ fn info_reports_the_isa_and_the_kernels_of_each_precision() {
     assert_eq!(supported[0], "portable");
     assert_eq!(*supported.last().unwrap(), detected);
     let kernels = report["kernels"].as_array().unwrap();
-    assert_eq!(kernels.len(), 2);
+    assert_eq!(kernels.len(), 3);
     assert_eq!(kernels[0]["precision"], "f32");
     assert_eq!(kernels[1]["precision"], "int8");
+    assert_eq!(kernels[2]["precision"], "bf16");
     assert_eq!(kernels[1]["compute_path"], format!("int8-{detected}"));
 
     let text = info(None, &[]);
@@ -61,6 +62,10 @@ fn the_override_lowers_the_level_and_a_bad_value_is_an_error() {
     assert_eq!(report["isa"]["override"], "portable");
     assert_eq!(report["kernels"][0]["dense"], "gemm crate");
     assert_eq!(report["kernels"][1]["dense"], "portable");
+    assert_eq!(
+        report["kernels"][2]["dense"],
+        "unavailable (needs AVX-512 BF16)"
+    );
 
     // A level above the CPU's is clamped to what it has, never refused.
     let run = info(Some("amx"), &["--json"]);
@@ -73,4 +78,24 @@ fn the_override_lowers_the_level_and_a_bad_value_is_an_error() {
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(stderr.contains("`SPYGLASS_CPU_ISA=avx1024`"), "{stderr}");
     assert!(stderr.contains("avx512-vnni"), "{stderr}");
+}
+
+#[test]
+fn bf16_below_avx512_bf16_is_refused_with_the_flag_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(&input, "{\"id\":\"a\",\"text\":\"Hackers stole files.\"}\n").unwrap();
+    let run = Command::new(env!("CARGO_BIN_EXE_spyglass"))
+        .args(["embed", "--input", input.to_str().unwrap(), "--output", "-"])
+        .args(["--encoder", common::MODEL_DIR, "--precision", "bf16"])
+        .env("SPYGLASS_CPU_ISA", "avx2")
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        stderr.contains("`--precision bf16` needs AVX-512 BF16"),
+        "{stderr}"
+    );
+    assert!(run.stdout.is_empty());
 }

@@ -75,6 +75,27 @@ fn int8_embeddings_stay_close_to_pytorch_reference_and_to_f32() {
     }
 }
 
+#[test]
+fn bf16_embeddings_stay_close_to_f32_where_the_cpu_has_avx512_bf16() {
+    for level in levels()
+        .into_iter()
+        .filter(|level| spyglass::encoder::bf16::available_at(*level))
+    {
+        let bf16 = check_reference(Precision::Bf16, level, MIN_COSINE_INT8);
+        let f32 = check_reference(Precision::F32, level, MIN_COSINE_F32);
+        let worst = bf16
+            .iter()
+            .zip(&f32)
+            .map(|(a, b)| cosine(a, b))
+            .fold(f32::MAX, f32::min);
+        eprintln!("{level}: bf16 to f32, lowest cosine {worst:.6}");
+        assert!(
+            worst >= MIN_COSINE_INT8_TO_F32,
+            "{level}: bf16 to f32 cosine {worst} < {MIN_COSINE_INT8_TO_F32}"
+        );
+    }
+}
+
 /// Embeds every fixture input in `precision` with the kernels of `level`, checks token ids
 /// and cosine to the reference, and returns the embeddings.
 fn check_reference(precision: Precision, level: Isa, min_cosine: f32) -> Vec<Vec<f32>> {

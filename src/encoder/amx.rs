@@ -221,7 +221,11 @@ mod tests {
             let width = u16::from_le_bytes([bytes[16 + 2 * tile], bytes[17 + 2 * tile]]);
             let rows = bytes[48 + tile];
             let used = tile < 8;
-            assert_eq!((width, rows), if used { (64, 16) } else { (0, 0) }, "tile {tile}");
+            assert_eq!(
+                (width, rows),
+                if used { (64, 16) } else { (0, 0) },
+                "tile {tile}"
+            );
         }
     }
 }

@@ -497,3 +497,77 @@ unsafe fn int8_kernel_u8<const R: usize>(t: ByteTile) {
     }
     store_tile(&out, t.c, t.ldc, t.store);
 }
+
+/// Depth pairs of one bf16 block: 128 pairs x 32 columns x 4 bytes = 16 KiB.
+const KC_BF16_PAIRS: usize = 128;
+
+/// `c = act(a @ packed + bias [+ c])` in bf16 (`vdpbf16ps`, f32 sums) for `rows` rows of bf16
+/// activations (`lda` apart, depth padded to even) against panels of 32 columns of bf16 pairs.
+///
+/// # Safety
+/// The CPU must have AVX-512 F/BW/VL/DQ and BF16; `packed` holds n.div_ceil(32) x `pairs` x
+/// 64 values, `a` and `c` their rows, and the epilogue's bias n values.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn bf16_block(
+    packed: &[u16],
+    pairs: usize,
+    n: usize,
+    a: &[u16],
+    lda: usize,
+    rows: usize,
+    c: &mut [f32],
+    ldc: usize,
+    epilogue: Epilogue,
+) {
+    let blocks = pairs.div_ceil(KC_BF16_PAIRS);
+    for block in 0..blocks {
+        let p0 = block * KC_BF16_PAIRS;
+        let pc = KC_BF16_PAIRS.min(pairs - p0);
+        for panel in 0..n.div_ceil(NR) {
+            let store = epilogue.for_panel(block, blocks, panel, NR, n);
+            let b = packed.as_ptr().add((panel * pairs + p0) * NR * 2);
+            let mut r0 = 0;
+            while r0 < rows {
+                let a_ptr = a.as_ptr().add(r0 * lda + 2 * p0);
+                let c_ptr = c.as_mut_ptr().add(r0 * ldc + panel * NR);
+                macro_rules! call {
+                    ($($r:literal)*) => {
+                        match rows - r0 {
+                            $($r => bf16_kernel::<$r>(pc, a_ptr, lda, b, c_ptr, ldc, store),)*
+                            _ => bf16_kernel::<MR>(pc, a_ptr, lda, b, c_ptr, ldc, store),
+                        }
+                    };
+                }
+                call!(1 2 3 4 5 6 7 8 9 10 11);
+                r0 += MR;
+            }
+        }
+    }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx2,fma")]
+#[inline]
+unsafe fn bf16_kernel<const R: usize>(
+    pairs: usize,
+    a: *const u16,
+    lda: usize,
+    b: *const u16,
+    c: *mut f32,
+    ldc: usize,
+    store: Store,
+) {
+    let mut acc = [[_mm512_setzero_ps(); 2]; R];
+    for p in 0..pairs {
+        let b0: __m512bh = std::mem::transmute(_mm512_loadu_si512(b.add(p * NR * 2) as *const _));
+        let b1: __m512bh =
+            std::mem::transmute(_mm512_loadu_si512(b.add(p * NR * 2 + NR) as *const _));
+        for (r, sums) in acc.iter_mut().enumerate() {
+            let pair = (a.add(r * lda + 2 * p) as *const i32).read_unaligned();
+            let av: __m512bh = std::mem::transmute(_mm512_set1_epi32(pair));
+            sums[0] = _mm512_dpbf16_ps(sums[0], av, b0);
+            sums[1] = _mm512_dpbf16_ps(sums[1], av, b1);
+        }
+    }
+    store_tile(&acc, c, ldc, store);
+}

@@ -13,6 +13,7 @@ use gemm::Parallelism;
 use rayon::prelude::*;
 
 use super::bert::{Architecture, Config};
+use super::bf16::Bf16Matrix;
 use super::isa::{self, Isa};
 use super::kernels::{self, Activation};
 use super::manifest::Pooling;
@@ -27,9 +28,11 @@ pub enum Precision {
     /// f32 everywhere: matches the PyTorch reference to cosine 0.9999.
     #[default]
     F32,
-    /// Dense layers in int8 (weights per output channel, activations per row, both symmetric);
+    /// Dense layers in int8 (weights per output channel, activations per row; see `quant.rs`);
     /// attention, softmax, GELU and LayerNorm stay f32.
     Int8,
+    /// Dense layers in bf16 with f32 sums (`bf16.rs`), on CPUs with AVX-512 BF16; the rest f32.
+    Bf16,
 }
 
 impl Precision {
@@ -37,6 +40,7 @@ impl Precision {
         match self {
             Self::F32 => "f32",
             Self::Int8 => "int8",
+            Self::Bf16 => "bf16",
         }
     }
 }
@@ -174,6 +178,8 @@ enum DenseWeight {
     Transposed(Vec<f32>),
     /// int8 panels (`quant.rs`).
     Int8(QuantizedMatrix),
+    /// bf16 panels (`bf16.rs`).
+    Bf16(Bf16Matrix),
 }
 
 struct Dense {
@@ -203,6 +209,9 @@ impl Dense {
         let weight = match (kernels.precision, kernels.f32) {
             (Precision::Int8, _) => {
                 DenseWeight::Int8(QuantizedMatrix::from_rows(&weight, outputs, inputs, int8))
+            }
+            (Precision::Bf16, _) => {
+                DenseWeight::Bf16(Bf16Matrix::from_rows(&weight, outputs, inputs))
             }
             (Precision::F32, Some(kernel)) => DenseWeight::Packed(PackedMatrix::from_transposed(
                 &weight, outputs, inputs, kernel,
@@ -245,6 +254,7 @@ impl Dense {
         let weight_t = match &self.weight {
             DenseWeight::Packed(packed) => return packed.affine(x, rows, out, affine),
             DenseWeight::Int8(quantized) => return quantized.affine(x, rows, out, affine),
+            DenseWeight::Bf16(rounded) => return rounded.affine(x, rows, out, affine),
             DenseWeight::Transposed(weight_t) => weight_t,
         };
         // The `gemm` crate only accumulates: start from the bias (and residual), then activate.
@@ -384,6 +394,10 @@ impl Kernels {
                 format!("{} (QKV: {})", self.int8_narrow.name(), self.int8.name())
             }
             (Precision::Int8, _) => self.int8.name().into(),
+            (Precision::Bf16, _) if super::bf16::available_at(self.isa) => {
+                "avx512-bf16 vdpbf16ps 12x32".into()
+            }
+            (Precision::Bf16, _) => "unavailable (needs AVX-512 BF16)".into(),
             (Precision::F32, Some(kernel)) => kernel.name().into(),
             (Precision::F32, None) => "gemm crate".into(),
         }
@@ -419,6 +433,11 @@ impl CpuEncoder {
     ) -> candle_core::Result<Self> {
         if !isa.supported() {
             candle_core::bail!("this CPU does not support the `{isa}` kernels");
+        }
+        if precision == Precision::Bf16 && !super::bf16::available_at(isa) {
+            candle_core::bail!(
+                "`--precision bf16` needs AVX-512 BF16, which this CPU (at level `{isa}`) lacks; use `f32` or `int8`"
+            );
         }
         let kernels = Kernels::new(precision, isa);
         if let Some(kind) = config.position_embedding_type.as_deref() {
@@ -947,6 +966,21 @@ mod tests {
                         "{model_type} {isa} int8 cosine {}",
                         cosine(q, w)
                     );
+                }
+                // bf16 where the level has it; elsewhere a clear refusal.
+                let store = WeightStore::Tensors(tiny_weights(prefix, 12));
+                match CpuEncoder::load_for(store, &cfg, Precision::Bf16, isa) {
+                    Ok(bf16) => {
+                        assert!(super::super::bf16::available_at(isa));
+                        let got = bf16.embed(&seqs, Pooling::Mean).unwrap();
+                        for (q, w) in got.iter().zip(&want) {
+                            assert!(cosine(q, w) > 0.999, "{model_type} {isa} bf16");
+                        }
+                    }
+                    Err(err) => {
+                        assert!(!super::super::bf16::available_at(isa));
+                        assert!(err.to_string().contains("`--precision bf16`"), "{err}");
+                    }
                 }
             }
         }

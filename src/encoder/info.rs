@@ -54,7 +54,7 @@ pub struct CudaInfo {
 /// Describes this machine and build. Fails only when `SPYGLASS_CPU_ISA` names no level.
 pub fn runtime_info() -> Result<RuntimeInfo, UnknownIsa> {
     let active = isa::check_override()?;
-    let kernels = [Precision::F32, Precision::Int8]
+    let kernels = [Precision::F32, Precision::Int8, Precision::Bf16]
         .into_iter()
         .map(|precision| {
             let kernels = Kernels::new(precision, active);
@@ -123,7 +123,7 @@ mod tests {
         assert!(info.isa.supported.contains(&info.isa.active));
         assert!(info.isa.active <= info.isa.detected);
         let precisions: Vec<_> = info.kernels.iter().map(|k| k.precision).collect();
-        assert_eq!(precisions, ["f32", "int8"]);
+        assert_eq!(precisions, ["f32", "int8", "bf16"]);
         for kernel in &info.kernels {
             assert!(kernel.compute_path.ends_with(info.isa.active.name()));
         }

@@ -109,6 +109,7 @@ struct Features {
     avx_vnni: bool,
     avx512: bool,
     avx512_vnni: bool,
+    avx512_bf16: bool,
     /// AMX-TILE and AMX-INT8 in CPUID, and the kernel granted this process the tile state.
     amx: bool,
 }
@@ -127,6 +128,7 @@ fn detect_features() -> Features {
         avx_vnni: has!("avxvnni"),
         avx512,
         avx512_vnni: avx512 && has!("avx512vnni"),
+        avx512_bf16: avx512 && has!("avx512bf16"),
         amx: amx_cpuid() && amx_permission(),
     }
 }
@@ -183,6 +185,12 @@ fn amx_permission() -> bool {
 #[cfg(all(target_arch = "x86_64", not(target_os = "linux")))]
 fn amx_permission() -> bool {
     false
+}
+
+/// Whether the CPU has AVX-512 BF16 (`vdpbf16ps`), which the bf16 precision needs on top of the
+/// AVX-512 level.
+pub fn has_avx512_bf16() -> bool {
+    features().avx512_bf16
 }
 
 /// The highest level this CPU supports.

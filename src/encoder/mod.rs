@@ -6,6 +6,7 @@ mod amx;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 pub mod bert;
+pub mod bf16;
 pub mod cpu;
 pub mod info;
 pub mod isa;
@@ -51,8 +52,8 @@ pub enum EncoderError {
     Forward(#[from] candle_core::Error),
     #[error(transparent)]
     Manifest(#[from] manifest::ManifestError),
-    #[error("`--precision int8` runs on the CPU only; drop it to use the GPU in f32")]
-    Int8OnGpu,
+    #[error("`--precision {0}` runs on the CPU only; drop it to use the GPU in f32")]
+    CpuOnlyPrecision(&'static str),
     #[error(transparent)]
     Isa(#[from] isa::UnknownIsa),
     #[error("the encoder produced NaN or infinite values, so its weights are damaged (a tensor holds NaN or infinity); re-download the encoder or pass another copy with `--encoder`")]
@@ -333,7 +334,7 @@ impl Encoder {
             ))
         } else {
             if precision != Precision::F32 {
-                return Err(EncoderError::Int8OnGpu);
+                return Err(EncoderError::CpuOnlyPrecision(precision.as_str()));
             }
             // SAFETY: as above.
             let vb =
