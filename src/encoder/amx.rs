@@ -1,7 +1,8 @@
-//! The AMX tile kernel for byte-activation int8 products (Intel Sapphire Rapids and later):
-//! `tdpbusd` on 16-row x 64-byte tiles, 32 x 32 outputs per pass, over the same packed layout
-//! as the AVX-512 VNNI byte kernel (`avx512::int8_block_u8`), which also takes what the tiles
-//! cannot: rows past the last full 32, and depth past the last full 16 quads.
+//! The AMX tile kernels (Intel Sapphire Rapids and later): int8 byte-activation products with
+//! `tdpbusd` and bf16 ones with `tdpbf16ps`, on 16-row x 64-byte tiles, 32 x 32 outputs per
+//! pass, over the same packed layouts as the AVX-512 kernels (`avx512::int8_block_u8`,
+//! `avx512::bf16_block`), which also take what the tiles cannot: rows past the last full 32,
+//! and depth past the last full 64 bytes.
 //!
 //! Rust's AMX intrinsics are not stable, so the tile instructions are inline `asm!`. They run
 //! only where `isa::Isa::Amx` was detected, which includes the kernel's grant of the tile state
@@ -13,7 +14,7 @@
 use std::arch::asm;
 use std::arch::x86_64::*;
 
-use super::avx512::{int8_block_u8, store_tile, NR};
+use super::avx512::{bf16_block, int8_block_u8, store_tile, NR};
 use super::quant::ByteRows;
 use super::sgemm::Epilogue;
 
@@ -91,12 +92,12 @@ pub(super) unsafe fn int8_block_amx(
             let ws0 = _mm512_loadu_ps(col_scales.as_ptr().add(panel * NR));
             let ws1 = _mm512_loadu_ps(col_scales.as_ptr().add(panel * NR + 16));
             for r0 in (0..tile_rows).step_by(MT) {
-                tile_pass(
+                tile_pass_int8(
                     rows.a.as_ptr().add(r0 * lda),
                     lda,
-                    b,
+                    b as *const u8,
                     steps,
-                    sums.0.as_mut_ptr() as *mut i32,
+                    sums.0.as_mut_ptr() as *mut u8,
                 );
                 for (r, row_sums) in sums.0.iter().enumerate() {
                     let row = r0 + r;
@@ -156,51 +157,144 @@ pub(super) unsafe fn int8_block_amx(
     }
 }
 
-/// `sums (32 x 32) = a (32 rows, lda apart) . b (one packed panel)` over `steps` x 16 depth
-/// quads: tmm4/tmm5 hold rows 0-15/16-31, tmm6/tmm7 columns 0-15/16-31 (the two 64-byte halves
-/// of each 128-byte quad row of the panel), tmm0-3 the four 16 x 16 sums.
+/// Stamps one tile pass for a tile product instruction: `sums (32 x 32, 4-byte values, 128-byte
+/// rows) = a (32 rows, lda bytes apart) . b (one packed panel, 128-byte depth rows)` over
+/// `steps` x 64 bytes of depth. tmm4/tmm5 hold rows 0-15/16-31, tmm6/tmm7 columns 0-15/16-31
+/// (the two 64-byte halves of each depth row of the panel), tmm0-3 the four 16 x 16 sums. The
+/// int8 layout (u8 x s8 quads) and the bf16 one (pairs) are both 4 bytes per column per depth
+/// row, so one pass serves both.
+macro_rules! tile_pass {
+    ($name:ident, $product:literal) => {
+        /// # Safety
+        /// The tiles must be configured (`ldtilecfg` with `TileConfig::eight_full_tiles`); `a`
+        /// must hold 32 rows of at least 64 x `steps` bytes, `b` 16 x `steps` depth rows of 128
+        /// bytes, and `sums` 32 x 32 four-byte values; `steps` >= 1.
+        #[inline]
+        unsafe fn $name(a: *const u8, lda: usize, b: *const u8, steps: usize, sums: *mut u8) {
+            asm!(
+                "tilezero tmm0",
+                "tilezero tmm1",
+                "tilezero tmm2",
+                "tilezero tmm3",
+                "2:",
+                "tileloadd tmm4, [{a} + {lda}*1]",
+                "tileloadd tmm5, [{a16} + {lda}*1]",
+                "tileloadd tmm6, [{b} + {depth_row}*1]",
+                "tileloadd tmm7, [{b} + {depth_row}*1 + 64]",
+                concat!($product, " tmm0, tmm4, tmm6"),
+                concat!($product, " tmm1, tmm4, tmm7"),
+                concat!($product, " tmm2, tmm5, tmm6"),
+                concat!($product, " tmm3, tmm5, tmm7"),
+                "add {a}, 64",
+                "add {a16}, 64",
+                "add {b}, {step_bytes}",
+                "dec {steps}",
+                "jnz 2b",
+                "tilestored [{sums} + {row_bytes}*1], tmm0",
+                "tilestored [{sums} + {row_bytes}*1 + 64], tmm1",
+                "tilestored [{sums16} + {row_bytes}*1], tmm2",
+                "tilestored [{sums16} + {row_bytes}*1 + 64], tmm3",
+                a = inout(reg) a => _,
+                a16 = inout(reg) a.add(16 * lda) => _,
+                lda = in(reg) lda,
+                b = inout(reg) b => _,
+                depth_row = in(reg) PANEL_QUAD_BYTES,
+                step_bytes = in(reg) QT * PANEL_QUAD_BYTES,
+                steps = inout(reg) steps => _,
+                sums = in(reg) sums,
+                sums16 = in(reg) sums.add(16 * NR * 4),
+                row_bytes = in(reg) NR * 4,
+                options(nostack),
+            );
+        }
+    };
+}
+
+tile_pass!(tile_pass_int8, "tdpbusd");
+tile_pass!(tile_pass_bf16, "tdpbf16ps");
+
+/// The 32 x 32 f32 sums of one bf16 tile pass, rows 128 bytes apart.
+#[repr(C, align(64))]
+struct FloatSums([[f32; NR]; MT]);
+
+/// `c = act(a @ packed + bias [+ c])` in bf16 on AMX tiles (`tdpbf16ps`, f32 sums), with the
+/// same arguments and layout as `avx512::bf16_block`, which takes the rows past the last full
+/// 32; the depth past the last full 16 pairs goes through `vdpbf16ps`.
 ///
 /// # Safety
-/// The tiles must be configured (`ldtilecfg` with `TileConfig::eight_full_tiles`); `a` must
-/// hold 32 rows of at least 64 x `steps` bytes, `b` 16 x `steps` quad rows of 128 bytes, and
-/// `sums` 32 x 32 values; `steps` >= 1.
-#[inline]
-unsafe fn tile_pass(a: *const u8, lda: usize, b: *const i8, steps: usize, sums: *mut i32) {
-    asm!(
-        "tilezero tmm0",
-        "tilezero tmm1",
-        "tilezero tmm2",
-        "tilezero tmm3",
-        "2:",
-        "tileloadd tmm4, [{a} + {lda}*1]",
-        "tileloadd tmm5, [{a16} + {lda}*1]",
-        "tileloadd tmm6, [{b} + {quad_bytes}*1]",
-        "tileloadd tmm7, [{b} + {quad_bytes}*1 + 64]",
-        "tdpbusd tmm0, tmm4, tmm6",
-        "tdpbusd tmm1, tmm4, tmm7",
-        "tdpbusd tmm2, tmm5, tmm6",
-        "tdpbusd tmm3, tmm5, tmm7",
-        "add {a}, 64",
-        "add {a16}, 64",
-        "add {b}, {step_bytes}",
-        "dec {steps}",
-        "jnz 2b",
-        "tilestored [{sums} + {row_bytes}*1], tmm0",
-        "tilestored [{sums} + {row_bytes}*1 + 64], tmm1",
-        "tilestored [{sums16} + {row_bytes}*1], tmm2",
-        "tilestored [{sums16} + {row_bytes}*1 + 64], tmm3",
-        a = inout(reg) a => _,
-        a16 = inout(reg) a.add(16 * lda) => _,
-        lda = in(reg) lda,
-        b = inout(reg) b => _,
-        quad_bytes = in(reg) PANEL_QUAD_BYTES,
-        step_bytes = in(reg) QT * PANEL_QUAD_BYTES,
-        steps = inout(reg) steps => _,
-        sums = in(reg) sums,
-        sums16 = in(reg) sums.add(16 * NR),
-        row_bytes = in(reg) NR * 4,
-        options(nostack),
-    );
+/// The CPU must have AMX-TILE and AMX-BF16 with the tile state granted to this process, and
+/// AVX-512 F/BW/VL/DQ and BF16; the slices as `avx512::bf16_block` requires.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn bf16_block_amx(
+    packed: &[u16],
+    pairs: usize,
+    n: usize,
+    a: &[u16],
+    lda: usize,
+    rows: usize,
+    c: &mut [f32],
+    ldc: usize,
+    epilogue: Epilogue,
+) {
+    let tile_rows = rows / MT * MT;
+    // 16 pairs of bf16 fill one 64-byte tile row, as 16 quads of bytes do.
+    let steps = pairs / QT;
+    if tile_rows > 0 && steps > 0 {
+        let config = TileConfig::eight_full_tiles();
+        asm!("ldtilecfg [{}]", in(reg) &config as *const TileConfig, options(nostack, readonly));
+        let mut sums = FloatSums([[0.0; NR]; MT]);
+        for panel in 0..n.div_ceil(NR) {
+            let store = epilogue.for_panel(0, 1, panel, NR, n);
+            let b = packed.as_ptr().add(panel * pairs * NR * 2);
+            for r0 in (0..tile_rows).step_by(MT) {
+                tile_pass_bf16(
+                    a.as_ptr().add(r0 * lda) as *const u8,
+                    2 * lda,
+                    b as *const u8,
+                    steps,
+                    sums.0.as_mut_ptr() as *mut u8,
+                );
+                for (r, row_sums) in sums.0.iter().enumerate() {
+                    let row = r0 + r;
+                    let mut acc0 = _mm512_loadu_ps(row_sums.as_ptr());
+                    let mut acc1 = _mm512_loadu_ps(row_sums.as_ptr().add(16));
+                    for p in steps * QT..pairs {
+                        let pair =
+                            (a.as_ptr().add(row * lda + 2 * p) as *const i32).read_unaligned();
+                        let av: __m512bh = std::mem::transmute(_mm512_set1_epi32(pair));
+                        let w = b.add(p * NR * 2);
+                        let b0: __m512bh = std::mem::transmute(_mm512_loadu_si512(w as *const _));
+                        let b1: __m512bh =
+                            std::mem::transmute(_mm512_loadu_si512(w.add(NR) as *const _));
+                        acc0 = _mm512_dpbf16_ps(acc0, av, b0);
+                        acc1 = _mm512_dpbf16_ps(acc1, av, b1);
+                    }
+                    store_tile::<1>(
+                        &[[acc0, acc1]],
+                        c.as_mut_ptr().add(row * ldc + panel * NR),
+                        ldc,
+                        store,
+                    );
+                }
+            }
+        }
+        asm!("tilerelease", options(nostack, nomem));
+    }
+    let done = if steps > 0 { tile_rows } else { 0 };
+    if done < rows {
+        bf16_block(
+            packed,
+            pairs,
+            n,
+            &a[done * lda..],
+            lda,
+            rows - done,
+            &mut c[done * ldc..],
+            ldc,
+            epilogue,
+        );
+    }
 }
 
 #[cfg(test)]

@@ -16,6 +16,11 @@ pub fn available_at(isa: super::isa::Isa) -> bool {
     isa.has_avx512() && super::isa::has_avx512_bf16()
 }
 
+/// Whether the bf16 products run on AMX tiles (`tdpbf16ps`) at level `isa`.
+pub fn on_tiles_at(isa: super::isa::Isa) -> bool {
+    isa == super::isa::Isa::Amx && super::isa::has_amx_bf16() && available_at(isa)
+}
+
 /// Rounds to the nearest bf16, ties to even (as `vcvtne2ps2bf16`); NaN stays NaN.
 pub fn to_bf16(x: f32) -> u16 {
     let bits = x.to_bits();
@@ -69,6 +74,7 @@ impl Bf16Matrix {
         let (k, n) = (self.k, self.n);
         let epilogue = Epilogue::of(&affine);
         let fast = !portable && available_at(super::isa::active());
+        let tiles = fast && on_tiles_at(super::isa::active());
         c.par_chunks_mut(MC * n)
             .zip(a.par_chunks(MC * k))
             .for_each(|(c_block, a_block)| {
@@ -89,6 +95,22 @@ impl Bf16Matrix {
                         // SAFETY: the CPU has AVX-512 F/BW/VL/DQ and BF16 (`available_at`); the
                         // rows, packed panels and output hold what the asserts above and
                         // `from_rows` give, and the bias n values.
+                        // With AMX-BF16 too, and the tile state granted (`on_tiles_at`).
+                        if tiles {
+                            return unsafe {
+                                super::amx::bf16_block_amx(
+                                    &self.data,
+                                    self.k_even / 2,
+                                    n,
+                                    rounded,
+                                    self.k_even,
+                                    rows,
+                                    c_block,
+                                    n,
+                                    epilogue,
+                                )
+                            };
+                        }
                         return unsafe {
                             super::avx512::bf16_block(
                                 &self.data,
@@ -103,7 +125,7 @@ impl Bf16Matrix {
                             )
                         };
                     }
-                    let _ = (fast, epilogue);
+                    let _ = (fast, tiles, epilogue);
                     self.portable(rounded, rows, c_block, &affine);
                 })
             });
@@ -173,6 +195,8 @@ mod tests {
             (97, 40, 600),
             (13, 33, 301),
             (25, 64, 384),
+            // Whole AMX tile passes (32 rows, 16-pair steps); (97, 40, 600) adds both tails.
+            (64, 48, 512),
         ] {
             let a = data(m * k, 7, 13);
             let w = data(n * k, 5, 11);

@@ -394,6 +394,9 @@ impl Kernels {
                 format!("{} (QKV: {})", self.int8_narrow.name(), self.int8.name())
             }
             (Precision::Int8, _) => self.int8.name().into(),
+            (Precision::Bf16, _) if super::bf16::on_tiles_at(self.isa) => {
+                "amx tdpbf16ps 32x32".into()
+            }
             (Precision::Bf16, _) if super::bf16::available_at(self.isa) => {
                 "avx512-bf16 vdpbf16ps 12x32".into()
             }

@@ -112,6 +112,8 @@ struct Features {
     avx512_bf16: bool,
     /// AMX-TILE and AMX-INT8 in CPUID, and the kernel granted this process the tile state.
     amx: bool,
+    /// `amx` and AMX-BF16 (CPUID.7.0:EDX[22]).
+    amx_bf16: bool,
 }
 
 fn features() -> Features {
@@ -123,13 +125,16 @@ fn features() -> Features {
 fn detect_features() -> Features {
     use std::is_x86_feature_detected as has;
     let avx512 = has!("avx512f") && has!("avx512bw") && has!("avx512vl") && has!("avx512dq");
+    // The tile state is asked for once, here.
+    let amx = amx_cpuid() && amx_permission();
     Features {
         avx2_fma: has!("avx2") && has!("fma"),
         avx_vnni: has!("avxvnni"),
         avx512,
         avx512_vnni: avx512 && has!("avx512vnni"),
         avx512_bf16: avx512 && has!("avx512bf16"),
-        amx: amx_cpuid() && amx_permission(),
+        amx,
+        amx_bf16: amx && cpuid_7_edx() & (1 << 22) != 0,
     }
 }
 
@@ -141,18 +146,22 @@ fn detect_features() -> Features {
 /// AMX-TILE (CPUID.7.0:EDX[24]) and AMX-INT8 (EDX[25]); std's detection of them is unstable.
 #[cfg(target_arch = "x86_64")]
 fn amx_cpuid() -> bool {
+    let edx = cpuid_7_edx();
+    edx & (1 << 24) != 0 && edx & (1 << 25) != 0
+}
+
+/// CPUID leaf 7, subleaf 0, EDX (0 where the CPU has no leaf 7).
+#[cfg(target_arch = "x86_64")]
+fn cpuid_7_edx() -> u32 {
     #[allow(unused_unsafe)]
     // SAFETY: CPUID exists on every x86_64 CPU; leaf 7 is checked against the highest leaf.
-    let (max_leaf, edx) = unsafe {
-        let max_leaf = std::arch::x86_64::__cpuid(0).eax;
-        let edx = if max_leaf >= 7 {
+    unsafe {
+        if std::arch::x86_64::__cpuid(0).eax >= 7 {
             std::arch::x86_64::__cpuid_count(7, 0).edx
         } else {
             0
-        };
-        (max_leaf, edx)
-    };
-    max_leaf >= 7 && edx & (1 << 24) != 0 && edx & (1 << 25) != 0
+        }
+    }
 }
 
 /// Linux hands a process the (8 KiB) tile-data state only on request: ask once. A refusal
@@ -191,6 +200,11 @@ fn amx_permission() -> bool {
 /// AVX-512 level.
 pub fn has_avx512_bf16() -> bool {
     features().avx512_bf16
+}
+
+/// Whether the AMX tiles (granted to this process) also multiply bf16 (`tdpbf16ps`).
+pub fn has_amx_bf16() -> bool {
+    features().amx_bf16
 }
 
 /// The highest level this CPU supports.
