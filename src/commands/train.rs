@@ -82,7 +82,7 @@ pub fn embed_labelled(
     articles: &[LabelledArticle],
     what: &str,
 ) -> anyhow::Result<Vec<ArticleEmbedding>> {
-    let progress = Progress::new(Some(articles.len() as u64), what);
+    let progress = Progress::items(articles.len() as u64, what);
     let mut out = Vec::with_capacity(articles.len());
     for chunk in articles.chunks(32) {
         let docs: Vec<_> = chunk.iter().map(LabelledArticle::document).collect();
