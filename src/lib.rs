@@ -9,6 +9,7 @@ pub mod data;
 pub mod encoder;
 pub mod evaluate;
 pub mod head;
+pub mod html;
 pub mod input;
 pub mod lang;
 pub mod lexical;

@@ -8,6 +8,7 @@ use std::path::Path;
 use plotters::prelude::*;
 
 use crate::evaluate::{pr_curve, reliability_bins, Comparison, EvalReport, MIN_RELIABLE_SLICE};
+use crate::html::escape;
 
 fn ci(v: [f64; 2]) -> String {
     format!("[{:.3}, {:.3}]", v[0], v[1])
@@ -328,13 +329,6 @@ fn language_chart(report: &EvalReport) -> Result<String, Box<dyn std::error::Err
         root.present()?;
     }
     Ok(svg)
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 /// A Markdown table rendered as an HTML table (cells escaped; `**x**` and `` `x` `` kept simple).
