@@ -5,10 +5,16 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use spyglass::encoder::{default_device, Encoder, EncoderSource, Precision, WindowOverrides};
 
-const MODEL_DIR: &str = "../shared/models/multilingual-e5-small";
+/// `SPYGLASS_TEST_ENCODER` (a model folder), else the `../shared` copy.
+fn model_dir() -> String {
+    std::env::var("SPYGLASS_TEST_ENCODER")
+        .ok()
+        .filter(|dir| !dir.trim().is_empty())
+        .unwrap_or_else(|| "../shared/models/multilingual-e5-small".into())
+}
 
 fn load(precision: Precision) -> Encoder {
-    let files = EncoderSource::local(MODEL_DIR)
+    let files = EncoderSource::local(model_dir())
         .resolve()
         .expect("the shared encoder folder is next to the repository");
     Encoder::load(

@@ -1,15 +1,12 @@
 //! `spyglass data check` through the binary: shipped data passes, an invalid record exits 2.
 
+mod common;
+
 use std::process::Command;
 
 fn data_check(files: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_spyglass"))
-        .args([
-            "data",
-            "check",
-            "--encoder",
-            "../shared/models/multilingual-e5-small",
-        ])
+        .args(["data", "check", "--encoder", common::model_dir()])
         .args(files)
         .output()
         .unwrap()

@@ -5,7 +5,7 @@ use std::process::{Command, Output};
 
 mod common;
 
-use common::{read_jsonl as lines, MODEL_DIR};
+use common::{model_dir, read_jsonl as lines};
 
 fn spyglass(args: &[&str], env: &[(&str, &Path)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_spyglass"));
@@ -40,7 +40,7 @@ fn embeds_in_input_order_and_reports_bad_lines_without_stopping() {
             "--output",
             output.to_str().unwrap(),
             "--encoder",
-            MODEL_DIR,
+            model_dir(),
             "--batch-size",
             "2",
         ],
@@ -108,7 +108,7 @@ fn missing_model_folder_is_a_clear_error() {
             "--input",
             "/nonexistent/in.jsonl",
             "--encoder",
-            MODEL_DIR,
+            model_dir(),
         ],
         &[],
     );
@@ -129,7 +129,7 @@ fn fake_hub_cache(root: &Path) -> PathBuf {
     std::fs::create_dir_all(&snapshot).unwrap();
     std::fs::create_dir_all(repo.join("refs")).unwrap();
     std::fs::write(repo.join("refs").join("main"), commit).unwrap();
-    let shared = std::fs::canonicalize(MODEL_DIR).unwrap();
+    let shared = std::fs::canonicalize(model_dir()).unwrap();
     for file in ["config.json", "tokenizer.json", "model.safetensors"] {
         std::os::unix::fs::symlink(shared.join(file), snapshot.join(file)).unwrap();
     }

@@ -1,13 +1,15 @@
 //! `spyglass eval` through the binary on a predictions file: metrics, JSON, HTML report,
 //! comparison and the quality gate.
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
 fn spyglass(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_spyglass"))
         .args(args)
-        .args(["--encoder", "../shared/models/multilingual-e5-small"])
+        .args(["--encoder", common::model_dir()])
         .output()
         .unwrap()
 }

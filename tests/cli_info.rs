@@ -87,7 +87,7 @@ fn bf16_below_avx512_bf16_is_refused_with_the_flag_named() {
     std::fs::write(&input, "{\"id\":\"a\",\"text\":\"Hackers stole files.\"}\n").unwrap();
     let run = Command::new(env!("CARGO_BIN_EXE_spyglass"))
         .args(["embed", "--input", input.to_str().unwrap(), "--output", "-"])
-        .args(["--encoder", common::MODEL_DIR, "--precision", "bf16"])
+        .args(["--encoder", common::model_dir(), "--precision", "bf16"])
         .env("SPYGLASS_CPU_ISA", "avx2")
         .output()
         .unwrap();

@@ -4,7 +4,7 @@ use std::path::Path;
 
 mod common;
 
-use common::{label_with_toy, ok, read_jsonl, spyglass, toy, toy_label_args, MODEL_DIR};
+use common::{label_with_toy, model_dir, ok, read_jsonl, spyglass, toy, toy_label_args};
 
 #[test]
 fn train_then_label_in_order_with_cache_and_bad_lines() {
@@ -44,7 +44,7 @@ fn train_then_label_in_order_with_cache_and_bad_lines() {
         "--model",
         bundle.to_str().unwrap(),
         "--encoder",
-        MODEL_DIR,
+        model_dir(),
         "--cache",
         cache.to_str().unwrap(),
     ];
@@ -116,7 +116,7 @@ fn changed_taxonomy_is_refused_and_new_topic_falls_back_to_zero_shot() {
             "--model",
             bundle.to_str().unwrap(),
             "--encoder",
-            MODEL_DIR,
+            model_dir(),
             "--cache",
             cache.to_str().unwrap(),
             "--taxonomy",
@@ -258,7 +258,7 @@ fn interrupted_label_removes_its_partial_file() {
             .args(toy_label_args(
                 &input,
                 &out,
-                MODEL_DIR,
+                model_dir(),
                 &["--no-cache", "--batch-size", "1"],
             ))
             .stderr(std::process::Stdio::null())
@@ -298,9 +298,9 @@ fn cache_hits_whatever_the_encoder_path_spelling() {
         r#"{"id":"a","text":"The ferry timetable changes on Monday."}"#,
     )
     .unwrap();
-    let spelled = MODEL_DIR.replace("models/", "models/./") + "/";
+    let spelled = model_dir().replace("models/", "models/./") + "/";
     for (encoder, expected) in [
-        (MODEL_DIR, "0 cached, 1 computed"),
+        (model_dir(), "0 cached, 1 computed"),
         (spelled.as_str(), "1 cached, 0 computed"),
     ] {
         let args = toy_label_args(

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{jsonl, ok, spyglass, toy, MODEL_DIR};
+use common::{jsonl, model_dir, ok, spyglass, toy};
 
 const FIXTURES: &str = "tests/fixtures/triage";
 
@@ -24,7 +24,7 @@ fn triage_args(state: &Path) -> Vec<String> {
         "--model",
         bundle.to_str().unwrap(),
         "--encoder",
-        MODEL_DIR,
+        model_dir(),
         "--cache",
         cache.to_str().unwrap(),
         "--state",

@@ -7,7 +7,14 @@ use spyglass::encoder::{
     default_device, Document, Encoder, EncoderSource, Precision, WindowOverrides,
 };
 
-const MODEL_DIR: &str = "../shared/models/multilingual-e5-small";
+/// `SPYGLASS_TEST_ENCODER` (a model folder), else the `../shared` copy; the reference
+/// embeddings always come from `../shared/fixtures`.
+fn model_dir() -> String {
+    std::env::var("SPYGLASS_TEST_ENCODER")
+        .ok()
+        .filter(|dir| !dir.trim().is_empty())
+        .unwrap_or_else(|| "../shared/models/multilingual-e5-small".into())
+}
 const FIXTURE: &str = "../shared/fixtures/me5_reference.jsonl";
 /// Cosine the f32 path must reach against the f32 PyTorch reference for every entry.
 const MIN_COSINE_F32: f32 = 0.9999;
@@ -21,7 +28,7 @@ fn load_encoder(precision: Precision) -> Encoder {
 }
 
 fn load_encoder_for(precision: Precision, isa: Isa) -> Encoder {
-    let files = EncoderSource::local(MODEL_DIR)
+    let files = EncoderSource::local(model_dir())
         .resolve()
         .expect("shared encoder folder resolves");
     Encoder::load_for_isa(
@@ -99,7 +106,8 @@ fn bf16_embeddings_stay_close_to_f32_where_the_cpu_has_avx512_bf16() {
 /// Embeds every fixture input in `precision` with the kernels of `level`, checks token ids
 /// and cosine to the reference, and returns the embeddings.
 fn check_reference(precision: Precision, level: Isa, min_cosine: f32) -> Vec<Vec<f32>> {
-    assert!(Path::new(MODEL_DIR).is_dir(), "missing {MODEL_DIR}");
+    let dir = model_dir();
+    assert!(Path::new(&dir).is_dir(), "missing {dir}");
     let encoder = load_encoder_for(precision, level);
     let prefix = encoder.settings().prefix.clone();
     assert_eq!(prefix, "passage: ");

@@ -6,8 +6,17 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-/// The encoder every test uses (no network here).
-pub const MODEL_DIR: &str = "../shared/models/multilingual-e5-small";
+/// The encoder every test uses (no network here): `SPYGLASS_TEST_ENCODER` (a model folder,
+/// e.g. a snapshot in the Hugging Face cache), else the `../shared` copy.
+pub fn model_dir() -> &'static str {
+    static DIR: OnceLock<String> = OnceLock::new();
+    DIR.get_or_init(|| {
+        std::env::var("SPYGLASS_TEST_ENCODER")
+            .ok()
+            .filter(|dir| !dir.trim().is_empty())
+            .unwrap_or_else(|| "../shared/models/multilingual-e5-small".into())
+    })
+}
 
 /// Runs the binary with the given arguments, isolated from the caller's spyglass settings.
 pub fn spyglass(args: &[&str]) -> Output {
@@ -50,7 +59,7 @@ pub fn toy_label_args(
 
 /// `spyglass label` with the toy bundle and the test encoder (see [`toy_label_args`]).
 pub fn label_with_toy(input: &std::path::Path, output: &std::path::Path, extra: &[&str]) -> Output {
-    let args = toy_label_args(input, output, MODEL_DIR, extra);
+    let args = toy_label_args(input, output, model_dir(), extra);
     spyglass(&args.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
@@ -91,7 +100,7 @@ pub fn toy() -> &'static (PathBuf, PathBuf) {
             "--output",
             bundle.to_str().unwrap(),
             "--encoder",
-            MODEL_DIR,
+            model_dir(),
             "--cache",
             cache.to_str().unwrap(),
             "--max-epochs",
