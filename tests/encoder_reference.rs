@@ -67,18 +67,7 @@ fn token_ids_and_embeddings_match_pytorch_reference() {
 #[test]
 fn int8_embeddings_stay_close_to_pytorch_reference_and_to_f32() {
     for level in levels() {
-        let int8 = check_reference(Precision::Int8, level, MIN_COSINE_INT8);
-        let f32 = check_reference(Precision::F32, level, MIN_COSINE_F32);
-        let worst = int8
-            .iter()
-            .zip(&f32)
-            .map(|(a, b)| cosine(a, b))
-            .fold(f32::MAX, f32::min);
-        eprintln!("{level}: int8 to f32, lowest cosine {worst:.6}");
-        assert!(
-            worst >= MIN_COSINE_INT8_TO_F32,
-            "{level}: int8 to f32 cosine {worst} < {MIN_COSINE_INT8_TO_F32}"
-        );
+        check_close_to_f32(Precision::Int8, level);
     }
 }
 
@@ -88,19 +77,25 @@ fn bf16_embeddings_stay_close_to_f32_where_the_cpu_has_avx512_bf16() {
         .into_iter()
         .filter(|level| spyglass::encoder::bf16::available_at(*level))
     {
-        let bf16 = check_reference(Precision::Bf16, level, MIN_COSINE_INT8);
-        let f32 = check_reference(Precision::F32, level, MIN_COSINE_F32);
-        let worst = bf16
-            .iter()
-            .zip(&f32)
-            .map(|(a, b)| cosine(a, b))
-            .fold(f32::MAX, f32::min);
-        eprintln!("{level}: bf16 to f32, lowest cosine {worst:.6}");
-        assert!(
-            worst >= MIN_COSINE_INT8_TO_F32,
-            "{level}: bf16 to f32 cosine {worst} < {MIN_COSINE_INT8_TO_F32}"
-        );
+        check_close_to_f32(Precision::Bf16, level);
     }
+}
+
+/// An approximate precision at `level`: within the int8 bounds of the reference and of f32.
+fn check_close_to_f32(precision: Precision, level: Isa) {
+    let approximate = check_reference(precision, level, MIN_COSINE_INT8);
+    let f32 = check_reference(Precision::F32, level, MIN_COSINE_F32);
+    let worst = approximate
+        .iter()
+        .zip(&f32)
+        .map(|(a, b)| cosine(a, b))
+        .fold(f32::MAX, f32::min);
+    let name = precision.as_str();
+    eprintln!("{level}: {name} to f32, lowest cosine {worst:.6}");
+    assert!(
+        worst >= MIN_COSINE_INT8_TO_F32,
+        "{level}: {name} to f32 cosine {worst} < {MIN_COSINE_INT8_TO_F32}"
+    );
 }
 
 /// Embeds every fixture input in `precision` with the kernels of `level`, checks token ids

@@ -23,6 +23,28 @@ const KC: usize = 128;
 /// Depth pairs of one int8 block: 128 pairs x 32 columns x 2 x 2 bytes = 16 KiB.
 pub(super) const KC_PAIRS: usize = 128;
 
+/// `$kernel::<R>(args)` for a tile of R = `$left` rows when fewer than `MR` are left, else of
+/// `MR`: the row count is a const parameter, so each tile height compiles to its own unrolled
+/// kernel.
+macro_rules! call_with_rows {
+    ($left:expr, $kernel:ident($($arg:expr),* $(,)?)) => {
+        match $left {
+            1 => $kernel::<1>($($arg),*),
+            2 => $kernel::<2>($($arg),*),
+            3 => $kernel::<3>($($arg),*),
+            4 => $kernel::<4>($($arg),*),
+            5 => $kernel::<5>($($arg),*),
+            6 => $kernel::<6>($($arg),*),
+            7 => $kernel::<7>($($arg),*),
+            8 => $kernel::<8>($($arg),*),
+            9 => $kernel::<9>($($arg),*),
+            10 => $kernel::<10>($($arg),*),
+            11 => $kernel::<11>($($arg),*),
+            _ => $kernel::<MR>($($arg),*),
+        }
+    };
+}
+
 /// `c = act(a @ packed + bias [+ c])` for `rows` rows of `a` (`lda` apart) into `c` (`ldc`
 /// apart), where `packed` holds the (k x n) matrix in panels of 32 columns.
 ///
@@ -54,15 +76,7 @@ pub(super) unsafe fn f32_block(
             while r0 < rows {
                 let a_ptr = a.as_ptr().add(r0 * lda + k0);
                 let c_ptr = c.as_mut_ptr().add(r0 * ldc + panel * NR);
-                macro_rules! call {
-                    ($($r:literal)*) => {
-                        match rows - r0 {
-                            $($r => f32_kernel::<$r>(kc, a_ptr, lda, b, c_ptr, ldc, store),)*
-                            _ => f32_kernel::<MR>(kc, a_ptr, lda, b, c_ptr, ldc, store),
-                        }
-                    };
-                }
-                call!(1 2 3 4 5 6 7 8 9 10 11);
+                call_with_rows!(rows - r0, f32_kernel(kc, a_ptr, lda, b, c_ptr, ldc, store));
                 r0 += MR;
             }
         }
@@ -330,20 +344,7 @@ macro_rules! int8_kernels {
                             row_scales: row_scales.as_ptr().add(r0),
                             col_scales: col_scales.as_ptr().add(panel * NR),
                         };
-                        match rows - r0 {
-                            1 => $kernel::<1>(tile),
-                            2 => $kernel::<2>(tile),
-                            3 => $kernel::<3>(tile),
-                            4 => $kernel::<4>(tile),
-                            5 => $kernel::<5>(tile),
-                            6 => $kernel::<6>(tile),
-                            7 => $kernel::<7>(tile),
-                            8 => $kernel::<8>(tile),
-                            9 => $kernel::<9>(tile),
-                            10 => $kernel::<10>(tile),
-                            11 => $kernel::<11>(tile),
-                            _ => $kernel::<MR>(tile),
-                        }
+                        call_with_rows!(rows - r0, $kernel(tile));
                         r0 += MR;
                     }
                 }
@@ -444,20 +445,7 @@ pub(super) unsafe fn int8_block_u8(
                         std::ptr::null()
                     },
                 };
-                match rows.rows - r0 {
-                    1 => int8_kernel_u8::<1>(tile),
-                    2 => int8_kernel_u8::<2>(tile),
-                    3 => int8_kernel_u8::<3>(tile),
-                    4 => int8_kernel_u8::<4>(tile),
-                    5 => int8_kernel_u8::<5>(tile),
-                    6 => int8_kernel_u8::<6>(tile),
-                    7 => int8_kernel_u8::<7>(tile),
-                    8 => int8_kernel_u8::<8>(tile),
-                    9 => int8_kernel_u8::<9>(tile),
-                    10 => int8_kernel_u8::<10>(tile),
-                    11 => int8_kernel_u8::<11>(tile),
-                    _ => int8_kernel_u8::<MR>(tile),
-                }
+                call_with_rows!(rows.rows - r0, int8_kernel_u8(tile));
                 r0 += MR;
             }
         }
@@ -531,15 +519,7 @@ pub(super) unsafe fn bf16_block(
             while r0 < rows {
                 let a_ptr = a.as_ptr().add(r0 * lda + 2 * p0);
                 let c_ptr = c.as_mut_ptr().add(r0 * ldc + panel * NR);
-                macro_rules! call {
-                    ($($r:literal)*) => {
-                        match rows - r0 {
-                            $($r => bf16_kernel::<$r>(pc, a_ptr, lda, b, c_ptr, ldc, store),)*
-                            _ => bf16_kernel::<MR>(pc, a_ptr, lda, b, c_ptr, ldc, store),
-                        }
-                    };
-                }
-                call!(1 2 3 4 5 6 7 8 9 10 11);
+                call_with_rows!(rows - r0, bf16_kernel(pc, a_ptr, lda, b, c_ptr, ldc, store));
                 r0 += MR;
             }
         }

@@ -95,24 +95,15 @@ impl Bf16Matrix {
                         // SAFETY: the CPU has AVX-512 F/BW/VL/DQ and BF16 (`available_at`); the
                         // rows, packed panels and output hold what the asserts above and
                         // `from_rows` give, and the bias n values.
-                        // With AMX-BF16 too, and the tile state granted (`on_tiles_at`).
-                        if tiles {
-                            return unsafe {
-                                super::amx::bf16_block_amx(
-                                    &self.data,
-                                    self.k_even / 2,
-                                    n,
-                                    rounded,
-                                    self.k_even,
-                                    rows,
-                                    c_block,
-                                    n,
-                                    epilogue,
-                                )
-                            };
-                        }
+                        // AMX tiles with AMX-BF16 and the tile state granted (`on_tiles_at`);
+                        // the same arguments and layout either way.
+                        let block = if tiles {
+                            super::amx::bf16_block_amx
+                        } else {
+                            super::avx512::bf16_block
+                        };
                         return unsafe {
-                            super::avx512::bf16_block(
+                            block(
                                 &self.data,
                                 self.k_even / 2,
                                 n,
@@ -169,6 +160,7 @@ thread_local! {
 
 #[cfg(test)]
 mod tests {
+    use super::super::quant::tests::data;
     use super::*;
 
     #[test]
@@ -184,11 +176,6 @@ mod tests {
 
     #[test]
     fn the_kernel_matches_plain_rust_and_approximates_f32() {
-        let data = |len: usize, mul: usize, modulo: usize| -> Vec<f32> {
-            (0..len)
-                .map(|i| ((i * mul % modulo) as f32 - (modulo / 2) as f32) / modulo as f32)
-                .collect()
-        };
         for &(m, n, k) in &[
             (1, 1, 1),
             (7, 17, 5),

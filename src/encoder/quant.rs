@@ -312,8 +312,13 @@ impl QuantizedMatrix {
         unsafe {
             match self.kernel {
                 Int8Kernel::AvxVnniU8 => return self.block_vnni_u8(rows, c, epilogue),
-                Int8Kernel::Avx512VnniU8 => {
-                    return super::avx512::int8_block_u8(
+                Int8Kernel::Avx512VnniU8 | Int8Kernel::AmxU8 => {
+                    // The same arguments and layout; AMX tiles where the matrix asks for them.
+                    let block = match self.kernel {
+                        Int8Kernel::AmxU8 => super::amx::int8_block_amx,
+                        _ => super::avx512::int8_block_u8,
+                    };
+                    return block(
                         &self.bytes,
                         &self.col_sums,
                         &self.scales,
@@ -323,20 +328,7 @@ impl QuantizedMatrix {
                         c,
                         self.n,
                         epilogue,
-                    )
-                }
-                Int8Kernel::AmxU8 => {
-                    return super::amx::int8_block_amx(
-                        &self.bytes,
-                        &self.col_sums,
-                        &self.scales,
-                        self.quads,
-                        self.n,
-                        rows,
-                        c,
-                        self.n,
-                        epilogue,
-                    )
+                    );
                 }
                 _ => {}
             }
@@ -658,10 +650,11 @@ struct Tile {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn data(len: usize, mul: usize, modulo: usize) -> Vec<f32> {
+    /// `len` values in [-0.5, 0.5), a pattern set by `mul` and `modulo` (kernel test inputs).
+    pub(in crate::encoder) fn data(len: usize, mul: usize, modulo: usize) -> Vec<f32> {
         (0..len)
             .map(|i| ((i * mul % modulo) as f32 - (modulo / 2) as f32) / modulo as f32)
             .collect()
