@@ -588,14 +588,18 @@ fn cycle(
         } else {
             summary.filtered += 1;
         }
-        let leader_slot = records.len();
-        records.push(item_record(model, &leader, status, None));
+        let leader_record = item_record(model, &leader, status, None);
+        let leader_key = leader_record.keys.first().cloned();
+        records.push(leader_record);
         for member in &members {
+            let duplicate_of = leader_key
+                .clone()
+                .map(|leader_key| DuplicateOf::Run { leader_key });
             records.push(item_record(
                 model,
                 member,
                 ItemStatus::Duplicate,
-                Some(DuplicateOf::Run(leader_slot)),
+                duplicate_of,
             ));
         }
     }

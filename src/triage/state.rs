@@ -68,11 +68,12 @@ impl ItemStatus {
     }
 }
 
-/// The item an item duplicates: one stored earlier, or one of this run (by index).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The item an item duplicates: one stored earlier (by id), or one of this run, named by one of
+/// its keys, so the link holds however the run's records are ordered.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DuplicateOf {
     Stored(i64),
-    Run(usize),
+    Run { leader_key: String },
 }
 
 /// One item to record.
@@ -319,14 +320,16 @@ impl State {
                 .prepare("INSERT OR IGNORE INTO item_keys (key, item) VALUES (?1, ?2)")
                 .map_err(err)?;
             // Items that others duplicate go first, so their ids exist when referenced.
-            let mut order: Vec<usize> = (0..items.len()).collect();
-            order.sort_by_key(|&i| matches!(items[i].duplicate_of, Some(DuplicateOf::Run(_))));
-            let mut ids = vec![None; items.len()];
-            for i in order {
-                let item = &items[i];
-                let duplicate_of = match item.duplicate_of {
-                    Some(DuplicateOf::Stored(id)) => Some(id),
-                    Some(DuplicateOf::Run(j)) => ids.get(j).copied().flatten(),
+            let mut order: Vec<&ItemRecord> = items.iter().collect();
+            order.sort_by_key(|item| matches!(item.duplicate_of, Some(DuplicateOf::Run { .. })));
+            let mut ids_by_key: std::collections::HashMap<&str, i64> =
+                std::collections::HashMap::new();
+            for item in order {
+                let duplicate_of = match &item.duplicate_of {
+                    Some(DuplicateOf::Stored(id)) => Some(*id),
+                    Some(DuplicateOf::Run { leader_key }) => {
+                        ids_by_key.get(leader_key.as_str()).copied()
+                    }
                     None => None,
                 };
                 insert_item
@@ -347,8 +350,8 @@ impl State {
                     ])
                     .map_err(err)?;
                 let id = tx.last_insert_rowid();
-                ids[i] = Some(id);
                 for key in &item.keys {
+                    ids_by_key.insert(key, id);
                     insert_key.execute(params![key, id]).map_err(err)?;
                 }
             }
@@ -401,7 +404,14 @@ mod tests {
                 status: "ok".into(),
             }];
             let items = vec![
-                item("dup", ItemStatus::Duplicate, Some(DuplicateOf::Run(1))),
+                // Listed before its leader, and linked by the leader's second key.
+                item(
+                    "dup",
+                    ItemStatus::Duplicate,
+                    Some(DuplicateOf::Run {
+                        leader_key: "lead-alt".into(),
+                    }),
+                ),
                 item("lead", ItemStatus::Reported, None),
             ];
             state.commit(now, &feeds, &items).unwrap();
