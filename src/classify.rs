@@ -109,6 +109,68 @@ impl Classifier {
     }
 }
 
+/// Probabilities to 4 decimals: more digits would claim a precision calibration does not have.
+pub fn round4(p: f32) -> f32 {
+    (p * 10_000.0).round() / 10_000.0
+}
+
+/// What every front end reports for one article: each shown topic's calibrated score, the topics
+/// assigned, and the evidence of each.
+#[derive(Debug, Clone, Default)]
+pub struct TopicLabels {
+    /// Each shown topic's probability, to 4 decimals.
+    pub scores: std::collections::BTreeMap<String, f32>,
+    /// Shown topics over their threshold and at least the minimum score, in taxonomy order.
+    pub labels: Vec<String>,
+    /// For each label, the window that drove it and an excerpt of it.
+    pub evidence: std::collections::BTreeMap<String, Evidence>,
+}
+
+/// Turns a prediction over `topics` for an article whose text is `text` into what is reported:
+/// only the topics `shown` (all when `None`), labels only from `min_score` up, and evidence
+/// excerpts of at most `excerpt_chars` (the article's opening when the window's own text is
+/// blank).
+pub fn topic_labels(
+    topics: &[String],
+    prediction: &Prediction,
+    text: &str,
+    shown: Option<&[bool]>,
+    min_score: f32,
+    excerpt_chars: usize,
+) -> TopicLabels {
+    let whole = Span {
+        start: 0,
+        end: text.chars().count(),
+    };
+    let mut out = TopicLabels::default();
+    for (t, topic) in topics.iter().enumerate() {
+        if shown.is_some_and(|shown| !shown[t]) {
+            continue;
+        }
+        let prob = prediction.probs[t];
+        out.scores.insert(topic.clone(), round4(prob));
+        if !(prediction.assigned[t] && prob >= min_score) {
+            continue;
+        }
+        out.labels.push(topic.clone());
+        if let Some((window, span)) = prediction.evidence[t] {
+            let mut text_excerpt = excerpt(text, span, excerpt_chars);
+            if text_excerpt.is_empty() {
+                text_excerpt = excerpt(text, whole, excerpt_chars);
+            }
+            out.evidence.insert(
+                topic.clone(),
+                Evidence {
+                    span,
+                    window,
+                    excerpt: text_excerpt,
+                },
+            );
+        }
+    }
+    out
+}
+
 /// A short excerpt of `text` between character offsets: whitespace collapsed, at most
 /// `max_chars` characters, cut at a word boundary with an ellipsis.
 pub fn excerpt(text: &str, span: Span, max_chars: usize) -> String {
@@ -132,6 +194,45 @@ pub fn excerpt(text: &str, span: Span, max_chars: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn topic_labels_filter_shown_topics_and_minimum_scores_with_evidence() {
+        let topics: Vec<String> = ["espionage", "data_theft", "cyberattack"]
+            .map(String::from)
+            .to_vec();
+        let text = "Agents copied files.      \n\n   Then a breach.";
+        let prediction = Prediction {
+            probs: vec![0.91234, 0.6, 0.7],
+            raw: vec![0.0; 3],
+            assigned: vec![true, true, false],
+            // data_theft's window is blank: its excerpt falls back to the article's opening.
+            evidence: vec![
+                Some((0, Span { start: 0, end: 20 })),
+                Some((1, Span { start: 21, end: 26 })),
+                Some((2, Span { start: 33, end: 47 })),
+            ],
+            thresholds: vec![0.5; 3],
+        };
+        let all = topic_labels(&topics, &prediction, text, None, 0.0, 240);
+        assert_eq!(all.labels, ["espionage", "data_theft"]);
+        assert_eq!(all.scores["espionage"], 0.9123);
+        assert_eq!(all.scores.len(), 3);
+        assert_eq!(all.evidence["espionage"].excerpt, "Agents copied files.");
+        assert_eq!(
+            all.evidence["data_theft"].excerpt,
+            "Agents copied files. Then a breach."
+        );
+        assert!(!all.evidence.contains_key("cyberattack"), "not assigned");
+
+        let strict = topic_labels(&topics, &prediction, text, None, 0.65, 240);
+        assert_eq!(strict.labels, ["espionage"]);
+        assert_eq!(strict.scores.len(), 3, "scores are kept under the minimum");
+
+        let shown = [false, true, true];
+        let some = topic_labels(&topics, &prediction, text, Some(&shown), 0.0, 240);
+        assert_eq!(some.labels, ["data_theft"]);
+        assert!(!some.scores.contains_key("espionage"));
+    }
 
     #[test]
     fn excerpt_collapses_whitespace_and_cuts_at_words() {

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::model::load_model;
 use super::Outcome;
-use crate::classify::{excerpt, Evidence};
+use crate::classify::{topic_labels, Evidence};
 use crate::cli::LabelArgs;
 use crate::input::{Article, ArticleReader, RecordError};
 use crate::output::Output;
@@ -19,9 +19,9 @@ pub const EXCERPT_CHARS: usize = 240;
 #[derive(Serialize)]
 pub struct LabelRecord<'a> {
     pub id: &'a str,
-    pub labels: Vec<&'a str>,
-    pub scores: BTreeMap<&'a str, f32>,
-    pub evidence: BTreeMap<&'a str, Evidence>,
+    pub labels: Vec<String>,
+    pub scores: BTreeMap<String, f32>,
+    pub evidence: BTreeMap<String, Evidence>,
     pub lang: String,
     pub model: &'a str,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -83,11 +83,25 @@ pub fn run(args: &LabelArgs) -> anyhow::Result<Outcome> {
             };
             let embedding = embedded.next().expect("one embedding per article");
             let prediction = model.classifier.predict(embedding, article.document());
-            let mut record = LabelRecord {
+            let topics = &model.classifier.topics;
+            let labelled_topics = topic_labels(
+                topics,
+                &prediction,
+                &article.text,
+                Some(&shown),
+                args.min_score,
+                EXCERPT_CHARS,
+            );
+            for label in &labelled_topics.labels {
+                if let Some(t) = topics.iter().position(|topic| topic == label) {
+                    per_topic[t] += 1;
+                }
+            }
+            let record = LabelRecord {
                 id: &article.id,
-                labels: Vec::new(),
-                scores: BTreeMap::new(),
-                evidence: BTreeMap::new(),
+                labels: labelled_topics.labels,
+                scores: labelled_topics.scores,
+                evidence: labelled_topics.evidence,
                 lang: article
                     .lang
                     .clone()
@@ -95,27 +109,6 @@ pub fn run(args: &LabelArgs) -> anyhow::Result<Outcome> {
                 model: &model.model_name,
                 truncated: embedding.truncated,
             };
-            for (t, topic) in model.classifier.topics.iter().enumerate() {
-                if !shown[t] {
-                    continue;
-                }
-                let prob = prediction.probs[t];
-                record.scores.insert(topic, round4(prob));
-                if prediction.assigned[t] && prob >= args.min_score {
-                    record.labels.push(topic);
-                    per_topic[t] += 1;
-                    if let Some((window, span)) = prediction.evidence[t] {
-                        record.evidence.insert(
-                            topic,
-                            Evidence {
-                                span,
-                                window,
-                                excerpt: excerpt(&article.text, span, EXCERPT_CHARS),
-                            },
-                        );
-                    }
-                }
-            }
             output.write_json(&record)?;
             labelled += 1;
         }
@@ -147,9 +140,4 @@ pub fn run(args: &LabelArgs) -> anyhow::Result<Outcome> {
     }
     tally.check_any_good(&args.input)?;
     Ok(Outcome::Ok)
-}
-
-/// Probabilities to 4 decimals: more digits would claim a precision calibration does not have.
-fn round4(p: f32) -> f32 {
-    (p * 10_000.0).round() / 10_000.0
 }

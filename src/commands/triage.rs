@@ -14,7 +14,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use super::label::EXCERPT_CHARS;
 use super::model::{load_model, LoadedModel};
 use super::Outcome;
-use crate::classify::{excerpt, Evidence, Prediction};
+use crate::classify::{excerpt, round4, topic_labels, Prediction, TopicLabels};
 use crate::cli::TriageArgs;
 use crate::encoder::{Document, Span};
 use crate::output::Output;
@@ -784,42 +784,33 @@ fn triage_record(
     let c = &s.candidate;
     let doc = c.document();
     let text = doc.text;
+    let TopicLabels {
+        scores,
+        labels: mut topics,
+        evidence,
+    } = topic_labels(
+        &model.classifier.topics,
+        &s.prediction,
+        text,
+        None,
+        0.0,
+        EXCERPT_CHARS,
+    );
+    // Most probable topic first.
+    topics.sort_by(|a: &String, b: &String| scores[b].total_cmp(&scores[a]));
     let whole = Span {
         start: 0,
         end: text.chars().count(),
     };
-    let excerpt_of = |span: Span| {
-        let e = excerpt(text, span, EXCERPT_CHARS);
-        if e.is_empty() {
-            excerpt(text, whole, EXCERPT_CHARS)
-        } else {
-            e
-        }
+    let top_excerpt = match s.prediction.evidence[s.top] {
+        Some((_, span)) => excerpt(text, span, EXCERPT_CHARS),
+        None => String::new(),
     };
-    let mut scores = BTreeMap::new();
-    let mut evidence = BTreeMap::new();
-    let mut topics = Vec::new();
-    for (t, topic) in model.classifier.topics.iter().enumerate() {
-        scores.insert(topic.clone(), round4(s.prediction.probs[t]));
-        if s.prediction.assigned[t] {
-            topics.push(topic.clone());
-            if let Some((window, span)) = s.prediction.evidence[t] {
-                evidence.insert(
-                    topic.clone(),
-                    Evidence {
-                        span,
-                        window,
-                        excerpt: excerpt_of(span),
-                    },
-                );
-            }
-        }
-    }
-    // Most probable topic first.
-    topics.sort_by(|a: &String, b: &String| scores[b].total_cmp(&scores[a]));
-    let top_excerpt = s.prediction.evidence[s.top]
-        .map(|(_, span)| excerpt_of(span))
-        .unwrap_or_else(|| excerpt(text, whole, EXCERPT_CHARS));
+    let top_excerpt = if top_excerpt.is_empty() {
+        excerpt(text, whole, EXCERPT_CHARS)
+    } else {
+        top_excerpt
+    };
     let mut lang = crate::lang::detect(&format!("{}\n{}", c.title, c.text));
     if lang == "und" {
         if let Some(hint) = &c.lang_hint {
@@ -870,9 +861,4 @@ fn write_output(
     }
     output.finish()?;
     Ok(())
-}
-
-/// Probabilities to 4 decimals, as `label` writes them.
-fn round4(p: f32) -> f32 {
-    (p * 10_000.0).round() / 10_000.0
 }
