@@ -16,6 +16,7 @@ pub mod lexical;
 pub mod logistic;
 pub mod metrics;
 pub mod output;
+pub mod predictions;
 pub mod progress;
 pub mod report;
 pub mod taxonomy;

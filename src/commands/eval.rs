@@ -1,7 +1,7 @@
 //! `spyglass eval`: scores a model bundle, the zero-shot head or a predictions file against hand
 //! labels; prints a summary, writes JSON and HTML/Markdown reports, compares reports, gates CI.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::Path;
 
 use anyhow::{bail, Context};
@@ -191,15 +191,6 @@ fn from_model(args: &EvalArgs, articles: &[LabelledArticle]) -> anyhow::Result<S
     Ok((results, model.model_name, model_sha256, thresholds))
 }
 
-#[derive(serde::Deserialize)]
-struct PredictionLine {
-    id: serde_json::Value,
-    #[serde(default)]
-    scores: Option<HashMap<String, f32>>,
-    #[serde(default)]
-    labels: Option<Vec<String>>,
-}
-
 fn from_predictions(
     args: &EvalArgs,
     path: &Path,
@@ -215,80 +206,7 @@ fn from_predictions(
     let text = String::from_utf8(bytes.clone()).map_err(|e| {
         anyhow::anyhow!("predictions `{}` are not valid UTF-8 ({e})", path.display())
     })?;
-    let mut by_id: HashMap<String, PredictionLine> = HashMap::new();
-    let mut line_of: HashMap<String, usize> = HashMap::new();
-    let mut problems = Vec::new();
-    for (i, line) in crate::input::strip_bom_str(&text).lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let where_ = format!("{}:{}", path.display(), i + 1);
-        let value: serde_json::Value = match serde_json::from_str(line) {
-            Ok(v) => v,
-            Err(e) => {
-                problems.push(format!("{where_}: not valid JSON ({e})"));
-                continue;
-            }
-        };
-        if value.get("error").is_some() {
-            continue; // an error record from `spyglass label`: that article has no prediction
-        }
-        let p: PredictionLine = match serde_json::from_value(value) {
-            Ok(p) => p,
-            Err(e) => {
-                problems.push(format!("{where_}: {e}"));
-                continue;
-            }
-        };
-        let id = match &p.id {
-            serde_json::Value::String(s) => s.clone(),
-            other => other.to_string(),
-        };
-        let unknown: std::collections::BTreeSet<&String> = p
-            .scores
-            .iter()
-            .flat_map(|s| s.keys())
-            .chain(p.labels.iter().flatten())
-            .filter(|t| !topics.contains(t))
-            .collect();
-        if !unknown.is_empty() {
-            problems.push(format!("{where_}: unknown topics {unknown:?}"));
-            continue;
-        }
-        if p.scores.is_none() && p.labels.is_none() {
-            problems.push(format!("{where_}: needs `scores` or `labels`"));
-            continue;
-        }
-        let out_of_range: Vec<String> = p
-            .scores
-            .iter()
-            .flatten()
-            .filter(|(_, v)| !(0.0..=1.0).contains(*v))
-            .map(|(t, v)| format!("{t}={v}"))
-            .collect();
-        if !out_of_range.is_empty() {
-            problems.push(format!(
-                "{where_}: scores must be probabilities from 0 to 1, got {}",
-                out_of_range.join(", ")
-            ));
-            continue;
-        }
-        if let Some(first) = line_of.insert(id.clone(), i + 1) {
-            problems.push(format!(
-                "{where_}: id `{id}` was already predicted on line {first}; one prediction per article"
-            ));
-            continue;
-        }
-        by_id.insert(id, p);
-    }
-    if !problems.is_empty() {
-        let more = problems.len().saturating_sub(20);
-        problems.truncate(20);
-        if more > 0 {
-            problems.push(format!("… and {more} more"));
-        }
-        bail!("invalid predictions:\n  {}", problems.join("\n  "));
-    }
+    let by_id = crate::predictions::parse(&text, &path.display().to_string(), topics)?;
     let missing: Vec<&str> = articles
         .iter()
         .filter(|a| !by_id.contains_key(&a.id))
@@ -316,26 +234,15 @@ fn from_predictions(
     let results = articles
         .iter()
         .map(|a| {
-            let p = &by_id[&a.id];
-            let probs: Option<Vec<f32>> = p.scores.as_ref().and_then(|s| {
-                topics
-                    .iter()
-                    .map(|t| s.get(t).copied())
-                    .collect::<Option<Vec<f32>>>()
-            });
-            let predicted = match (&p.labels, &probs) {
-                (Some(labels), _) => topics.iter().map(|t| labels.contains(t)).collect(),
-                (None, Some(probs)) => probs.iter().map(|&x| x >= 0.5).collect(),
-                (None, None) => vec![false; topics.len()],
-            };
+            let prediction = &by_id[&a.id];
             ArticleResult {
                 id: a.id.clone(),
                 lang: a.lang.clone(),
                 source: a.source.clone(),
                 length: length_bucket(tokenizer.as_ref(), a.document()),
                 gold: gold_of(a, topics),
-                predicted,
-                probs,
+                predicted: prediction.predicted.clone(),
+                probs: prediction.probs.clone(),
                 excerpts: vec![String::new(); topics.len()],
             }
         })
