@@ -97,5 +97,19 @@ fn bf16_below_avx512_bf16_is_refused_with_the_flag_named() {
         stderr.contains("`--precision bf16` needs AVX-512 BF16"),
         "{stderr}"
     );
+    // It says why: the override lowered the level, or the CPU has no AVX-512 BF16.
+    let has_bf16 = std::fs::read_to_string("/proc/cpuinfo")
+        .map(|info| info.split_whitespace().any(|flag| flag == "avx512_bf16"))
+        .unwrap_or(false);
+    let why = if has_bf16 {
+        "unset it"
+    } else {
+        "this CPU has none"
+    };
+    assert!(stderr.contains(why), "{stderr}");
+    assert!(
+        !stderr.contains("incomplete"),
+        "not a damaged-files error: {stderr}"
+    );
     assert!(run.stdout.is_empty());
 }

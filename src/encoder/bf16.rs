@@ -16,6 +16,15 @@ pub fn available_at(isa: super::isa::Isa) -> bool {
     isa.has_avx512() && super::isa::has_avx512_bf16()
 }
 
+/// Why bf16 does not run at level `isa` (where `available_at` is false).
+pub fn unavailable_reason(isa: super::isa::Isa) -> String {
+    if super::isa::has_avx512_bf16() {
+        format!("this run uses level `{isa}` (lowered by `SPYGLASS_CPU_ISA`); unset it")
+    } else {
+        "this CPU has none".to_string()
+    }
+}
+
 /// Whether the bf16 products run on AMX tiles (`tdpbf16ps`) at level `isa`.
 pub fn on_tiles_at(isa: super::isa::Isa) -> bool {
     isa == super::isa::Isa::Amx && super::isa::has_amx_bf16() && available_at(isa)

@@ -438,8 +438,9 @@ impl CpuEncoder {
             candle_core::bail!("this CPU does not support the `{isa}` kernels");
         }
         if precision == Precision::Bf16 && !super::bf16::available_at(isa) {
+            let why = super::bf16::unavailable_reason(isa);
             candle_core::bail!(
-                "`--precision bf16` needs AVX-512 BF16, which this CPU (at level `{isa}`) lacks; use `f32` or `int8`"
+                "`--precision bf16` needs AVX-512 BF16: {why}, or use `f32` or `int8`"
             );
         }
         let kernels = Kernels::new(precision, isa);

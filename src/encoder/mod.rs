@@ -56,6 +56,8 @@ pub enum EncoderError {
     CpuOnlyPrecision(&'static str),
     #[error(transparent)]
     Isa(#[from] isa::UnknownIsa),
+    #[error("`--precision bf16` needs AVX-512 BF16: {0}, or use `f32` or `int8`")]
+    Bf16Unavailable(String),
     #[error("the encoder produced NaN or infinite values, so its weights are damaged (a tensor holds NaN or infinity); re-download the encoder or pass another copy with `--encoder`")]
     NonFinite,
 }
@@ -317,6 +319,9 @@ impl Encoder {
         precision: Precision,
         isa: isa::Isa,
     ) -> Result<Self, EncoderError> {
+        if device.is_cpu() && precision == Precision::Bf16 && !bf16::available_at(isa) {
+            return Err(EncoderError::Bf16Unavailable(bf16::unavailable_reason(isa)));
+        }
         let config = read_config(&files)?;
         let tokenizer = ArticleTokenizer::load(&files, windows, config.max_input_tokens())?;
         let weights_error = |source| EncoderError::Weights {

@@ -57,10 +57,6 @@ impl Int8Kernel {
         }
     }
 
-    pub fn active() -> Self {
-        Self::for_isa(super::isa::active())
-    }
-
     /// The kernel for layers whose activations may take 8 bits (`vpdpbusd`: four products per
     /// lane and instruction, twice `vpdpwssd`'s), where the level has one; else `for_isa`.
     /// Measured on the reference fixture and 60 test articles (lowest cosine to f32): 8-bit
@@ -183,11 +179,6 @@ impl QuantizedMatrix {
             scales,
             activation_max,
         }
-    }
-
-    /// The kernel the matrix was packed for.
-    pub fn kernel(&self) -> Int8Kernel {
-        self.kernel
     }
 
     /// `c (m x n) = act(a (m x k) @ W^T + bias [+ c])` as `affine` says, row-major, rows split

@@ -41,11 +41,6 @@ impl F32Kernel {
         }
     }
 
-    /// The kernel for the level in use (`isa::active`).
-    pub fn active() -> Option<Self> {
-        Self::for_isa(super::isa::active())
-    }
-
     /// Columns per packed panel.
     pub fn panel_width(self) -> usize {
         match self {
