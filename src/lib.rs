@@ -1,24 +1,18 @@
 //! spyglass: tags news articles in any major language with security topics.
+//!
+//! The library's layers, each depending only on those above it:
+//! - `encoder` (the `spyglass-encoder` crate): text to embeddings;
+//! - `model`: taxonomy, heads, training, calibration, bundles, loading, topic assignment;
+//! - `io`: articles in, records out, data checks, the embedding cache;
+//! - `eval`: metrics, evaluation, reports;
+//! - `triage`: feeds, extraction, de-duplication, state, digests.
+//!
+//! The `spyglass` binary (`src/bin/spyglass/`) parses flags, calls these and prints.
 
-pub mod bundle;
-pub mod cache;
-pub mod classify;
-pub mod cli;
-pub mod commands;
-pub mod data;
-pub mod encoder;
-pub mod evaluate;
-pub mod head;
-pub mod html;
-pub mod input;
-pub mod lang;
-pub mod lexical;
-pub mod logistic;
-pub mod metrics;
-pub mod output;
-pub mod predictions;
-pub mod progress;
-pub mod report;
-pub mod taxonomy;
-pub mod train;
+pub use spyglass_encoder as encoder;
+
+pub mod eval;
+pub mod io;
+pub mod model;
 pub mod triage;
+pub mod util;

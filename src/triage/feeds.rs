@@ -112,7 +112,7 @@ pub fn read_feeds_file(path: &Path) -> Result<Vec<FeedEntry>, FeedsFileError> {
         path: path.to_path_buf(),
         source,
     })?;
-    parse_feeds_list(crate::input::strip_bom_str(&text), path)
+    parse_feeds_list(crate::io::input::strip_bom_str(&text), path)
 }
 
 /// A line without its comment: `#` at the start, or after whitespace (URL fragments keep theirs).

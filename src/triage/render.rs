@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::classify::Evidence;
-use crate::html::escape as html_escape;
+use crate::model::classify::Evidence;
+use crate::util::html::escape as html_escape;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum DigestFormat {

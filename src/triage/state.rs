@@ -3,7 +3,7 @@
 //! committed in one transaction after its output is written, so a crash loses nothing: the
 //! interrupted run's items simply come again.
 
-use crate::cache::{from_blob, to_blob};
+use crate::io::cache::{from_blob, to_blob};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 

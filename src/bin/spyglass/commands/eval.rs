@@ -1,0 +1,354 @@
+//! `spyglass eval`: scores a model bundle, the zero-shot head or a predictions file against hand
+//! labels; prints a summary, writes JSON and HTML/Markdown reports, compares reports, gates CI.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use anyhow::{bail, Context};
+
+use super::model::load_model;
+use super::train::embed_labelled;
+use super::Outcome;
+use crate::cli::EvalArgs;
+use spyglass::encoder::{ArticleTokenizer, Document};
+use spyglass::eval::evaluate::{self, ArticleResult, EvalReport, Provenance, SCHEMA};
+use spyglass::io::data::LabelledArticle;
+use spyglass::io::output::Output;
+use spyglass::model::classify::excerpt;
+use spyglass::model::taxonomy::{sha256_hex, Taxonomy};
+
+/// Articles longer than this many encoder tokens fall in the `long` length slice.
+const LONG_TOKENS: usize = 512;
+
+pub fn run(args: &EvalArgs) -> anyhow::Result<Outcome> {
+    if !args.compare.is_empty() {
+        return compare(args);
+    }
+    let gates = parse_gates(&args.fail_under)?;
+    if !(1..=1_000_000).contains(&args.bootstrap) {
+        bail!(
+            "`--bootstrap {}`: pass a number of resamples from 1 to 1000000 (1000 is usual)",
+            args.bootstrap
+        );
+    }
+    let taxonomy = Taxonomy::load(&args.model.taxonomy)?;
+    let topics: Vec<String> = taxonomy.ids().iter().map(|s| s.to_string()).collect();
+    for (key, _) in &gates {
+        if !matches!(key.as_str(), "macro_f1" | "micro_f1") && !topics.contains(key) {
+            bail!("`--fail-under {key}=…`: `{key}` is neither macro_f1, micro_f1 nor a topic of the taxonomy ({})", topics.join(", "));
+        }
+    }
+    let mut articles: Vec<LabelledArticle> = Vec::new();
+    let mut data = Vec::new();
+    for path in &args.data {
+        // Scores against gold with holes in it would be wrong, not just smaller: refuse.
+        let loaded = spyglass::io::data::load_file(path, &taxonomy)?;
+        if !loaded.invalid.is_empty() {
+            let shown: Vec<String> = loaded
+                .invalid
+                .iter()
+                .take(5)
+                .map(|f| f.to_string())
+                .collect();
+            bail!(
+                "{} invalid gold records in `{}`, e.g.\n  {}\nfix them (`spyglass data check` lists them all) before scoring",
+                loaded.invalid.len(),
+                path.display(),
+                shown.join("\n  ")
+            );
+        }
+        if loaded.articles.is_empty() {
+            bail!("`{}` has no labelled articles", path.display());
+        }
+        let file_articles = loaded.articles;
+        let bytes =
+            std::fs::read(path).with_context(|| format!("cannot read `{}`", path.display()))?;
+        data.push(Provenance {
+            path: path.display().to_string(),
+            sha256: sha256_hex(&bytes),
+            articles: file_articles.len(),
+        });
+        articles.extend(file_articles);
+    }
+    let mut seen = HashSet::new();
+    for a in &articles {
+        if !seen.insert(a.id.as_str()) {
+            bail!("article id `{}` occurs more than once in the `--data` files; ids must be unique (run `spyglass data check`)", a.id);
+        }
+    }
+
+    let (results, model, model_sha256, thresholds) = match &args.predictions {
+        Some(path) => from_predictions(args, path, &topics, &articles)?,
+        None => from_model(args, &articles)?,
+    };
+    let scoring = evaluate::score(
+        &topics,
+        &results,
+        thresholds.as_deref(),
+        args.bootstrap,
+        args.seed,
+    );
+    let report = EvalReport {
+        schema: SCHEMA.into(),
+        created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        model,
+        model_sha256,
+        data,
+        taxonomy_version: taxonomy.version,
+        seed: args.seed,
+        bootstrap_samples: args.bootstrap,
+        topics,
+        overall: scoring.overall,
+        per_topic: scoring.per_topic,
+        slices: scoring.slices,
+        errors: scoring.errors,
+        articles: results,
+    };
+    // With `--json -` stdout carries the JSON alone; the summary and gate lines go to stderr.
+    let json_on_stdout = args.json.as_deref() == Some("-");
+    let summary = spyglass::eval::report::terminal_summary(&report, args.show_errors);
+    if json_on_stdout {
+        eprint!("{summary}");
+    } else {
+        print!("{summary}");
+    }
+    if let Some(path) = &args.json {
+        let mut out = Output::create(path)?;
+        out.write_str(&(serde_json::to_string_pretty(&report)? + "\n"))?;
+        out.finish()?;
+    }
+    if let Some(dir) = &args.report {
+        spyglass::eval::report::write_report(dir, &report)
+            .with_context(|| format!("cannot write report into `{}`", dir.display()))?;
+        eprintln!(
+            "wrote {} and {}",
+            dir.join("index.html").display(),
+            dir.join("summary.md").display()
+        );
+    }
+    check_gates(&gates, &report, json_on_stdout)
+}
+
+type Scored = (Vec<ArticleResult>, String, String, Option<Vec<f32>>);
+
+fn length_bucket(tokenizer: Option<&ArticleTokenizer>, doc: Document<'_>) -> String {
+    match tokenizer.and_then(|t| t.count_tokens(doc).ok()) {
+        Some(n) if n > LONG_TOKENS => "long".into(),
+        Some(_) => "short".into(),
+        None => "unknown".into(),
+    }
+}
+
+fn gold_of(article: &LabelledArticle, topics: &[String]) -> Vec<bool> {
+    topics.iter().map(|t| article.labels.contains(t)).collect()
+}
+
+fn from_model(args: &EvalArgs, articles: &[LabelledArticle]) -> anyhow::Result<Scored> {
+    let mut model = load_model(&args.model, &args.encoder, &args.cache)?;
+    let embeddings = embed_labelled(&mut model.encoder, articles, "embedding")?;
+    let topics = model.classifier.topics.clone();
+    let tokenizer = model.encoder.encoder.tokenizer();
+    let mut thresholds = None;
+    let results = articles
+        .iter()
+        .zip(&embeddings)
+        .map(|(article, embedding)| {
+            let p = model.classifier.predict(embedding, article.document());
+            thresholds.get_or_insert_with(|| p.thresholds.clone());
+            ArticleResult {
+                id: article.id.clone(),
+                lang: article.lang.clone(),
+                source: article.source.clone(),
+                length: length_bucket(Some(tokenizer), article.document()),
+                gold: gold_of(article, &topics),
+                predicted: p.assigned.clone(),
+                probs: Some(p.probs.clone()),
+                excerpts: p
+                    .evidence
+                    .iter()
+                    .map(|e| {
+                        e.map(|(_, span)| excerpt(&article.text, span, 200))
+                            .unwrap_or_default()
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    let model_sha256 = match &model.manifest {
+        Some(_) => sha256_hex(&std::fs::read(
+            args.model
+                .model
+                .join(spyglass::model::bundle::MANIFEST_FILE),
+        )?),
+        None => sha256_hex(format!("zero-shot:{}", model.taxonomy.hash).as_bytes()),
+    };
+    eprintln!(
+        "scored {} articles with {}; embeddings: {} cached, {} computed",
+        articles.len(),
+        model.model_name,
+        model.encoder.stats.hits,
+        model.encoder.stats.misses
+    );
+    super::model::warn_corrupt_cache(&model.encoder.stats);
+    Ok((results, model.model_name, model_sha256, thresholds))
+}
+
+fn from_predictions(
+    args: &EvalArgs,
+    path: &Path,
+    topics: &[String],
+    articles: &[LabelledArticle],
+) -> anyhow::Result<Scored> {
+    let bytes = std::fs::read(path).with_context(|| {
+        format!(
+            "cannot read predictions `{}`; pass an existing JSONL file",
+            path.display()
+        )
+    })?;
+    let text = String::from_utf8(bytes.clone()).map_err(|e| {
+        anyhow::anyhow!("predictions `{}` are not valid UTF-8 ({e})", path.display())
+    })?;
+    let by_id = spyglass::eval::predictions::parse(&text, &path.display().to_string(), topics)?;
+    let missing: Vec<&str> = articles
+        .iter()
+        .filter(|a| !by_id.contains_key(&a.id))
+        .map(|a| a.id.as_str())
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "{} labelled articles have no prediction in `{}` (e.g. {}); predict every article of `--data`",
+            missing.len(),
+            path.display(),
+            missing.iter().take(5).copied().collect::<Vec<_>>().join(", ")
+        );
+    }
+    let tokenizer = args
+        .encoder
+        .source()
+        .resolve()
+        .ok()
+        .and_then(|f| ArticleTokenizer::for_files(&f, args.encoder.windows()).ok());
+    if tokenizer.is_none() {
+        eprintln!(
+            "warning: no tokenizer for the length slices (pass `--encoder`); lengths are `unknown`"
+        );
+    }
+    let results = articles
+        .iter()
+        .map(|a| {
+            let prediction = &by_id[&a.id];
+            ArticleResult {
+                id: a.id.clone(),
+                lang: a.lang.clone(),
+                source: a.source.clone(),
+                length: length_bucket(tokenizer.as_ref(), a.document()),
+                gold: gold_of(a, topics),
+                predicted: prediction.predicted.clone(),
+                probs: prediction.probs.clone(),
+                excerpts: vec![String::new(); topics.len()],
+            }
+        })
+        .collect();
+    let extra = by_id.len().saturating_sub(articles.len());
+    if extra > 0 {
+        eprintln!("note: {extra} predictions have no labelled article and were ignored");
+    }
+    Ok((
+        results,
+        path.display().to_string(),
+        sha256_hex(&bytes),
+        None,
+    ))
+}
+
+fn parse_gates(specs: &[String]) -> anyhow::Result<Vec<(String, f64)>> {
+    specs
+        .iter()
+        .filter(|s| !s.trim().is_empty())
+        .map(|spec| {
+            let (key, value) = spec.split_once('=').with_context(|| {
+                format!("`--fail-under {spec}`: write METRIC=VALUE, e.g. macro_f1=0.80")
+            })?;
+            let value: f64 = value
+                .trim()
+                .parse()
+                .with_context(|| format!("`--fail-under {spec}`: `{value}` is not a number"))?;
+            if !(0.0..=1.0).contains(&value) {
+                bail!("`--fail-under {spec}`: a gate is a score from 0 to 1, not `{value}`");
+            }
+            Ok((key.trim().to_string(), value))
+        })
+        .collect()
+}
+
+fn check_gates(
+    gates: &[(String, f64)],
+    report: &EvalReport,
+    to_stderr: bool,
+) -> anyhow::Result<Outcome> {
+    let mut failed = false;
+    for (key, minimum) in gates {
+        let value = match key.as_str() {
+            "macro_f1" => report.overall.macro_f1,
+            "micro_f1" => report.overall.micro_f1,
+            topic => report
+                .per_topic
+                .iter()
+                .find(|t| t.topic == topic)
+                .map_or(0.0, |t| t.f1),
+        };
+        let ok = value >= *minimum;
+        failed |= !ok;
+        let line = format!(
+            "gate {key} >= {minimum:.3}: {value:.3} {}",
+            if ok { "ok" } else { "FAILED" }
+        );
+        if to_stderr {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    }
+    Ok(if failed {
+        Outcome::GateFailed
+    } else {
+        Outcome::Ok
+    })
+}
+
+fn compare(args: &EvalArgs) -> anyhow::Result<Outcome> {
+    let load = |path: &Path| -> anyhow::Result<EvalReport> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read report `{}`", path.display()))?;
+        let report: EvalReport = serde_json::from_str(spyglass::io::input::strip_bom_str(&text))
+            .with_context(|| {
+                format!(
+                    "`{}` is not a `spyglass eval --json` report ({SCHEMA})",
+                    path.display()
+                )
+            })?;
+        if report.schema != SCHEMA {
+            bail!(
+                "`{}` has schema `{}`, expected `{SCHEMA}`",
+                path.display(),
+                report.schema
+            );
+        }
+        Ok(report)
+    };
+    let (a, b) = (load(&args.compare[0])?, load(&args.compare[1])?);
+    let (rows, paired) =
+        evaluate::compare(&a, &b, args.bootstrap, args.seed).map_err(|e| anyhow::anyhow!(e))?;
+    print!(
+        "{}",
+        spyglass::eval::report::comparison_table(&a.model, &b.model, paired, &rows)
+    );
+    if let Some(path) = &args.json {
+        let mut out = Output::create(path)?;
+        let value = serde_json::json!({"a": a.model, "b": b.model, "paired_articles": paired,
+            "bootstrap_samples": args.bootstrap, "seed": args.seed, "comparisons": rows});
+        out.write_str(&(serde_json::to_string_pretty(&value)? + "\n"))?;
+        out.finish()?;
+    }
+    Ok(Outcome::Ok)
+}

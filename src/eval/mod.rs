@@ -1,0 +1,7 @@
+//! Scoring predictions against hand labels: metrics, bootstrap evaluation, predictions files and
+//! reports.
+
+pub mod evaluate;
+pub mod metrics;
+pub mod predictions;
+pub mod report;

@@ -1,0 +1,391 @@
+//! Hand-labelled article files: schema validation against the taxonomy, duplicate and
+//! near-duplicate detection, and corpus counts.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::taxonomy::Taxonomy;
+
+/// Tags a labelled article may carry (see labels/GUIDELINES.md).
+pub const KNOWN_TAGS: [&str; 3] = ["noise", "hard_negative", "subtle"];
+/// Fields a labelled record may have.
+const KNOWN_FIELDS: [&str; 8] = [
+    "id", "lang", "title", "text", "labels", "source", "note", "tags",
+];
+
+/// One hand-labelled article (`eval/data/*.jsonl`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LabelledArticle {
+    pub id: String,
+    pub lang: String,
+    pub title: String,
+    pub text: String,
+    pub labels: Vec<String>,
+    pub source: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+}
+
+impl LabelledArticle {
+    pub fn document(&self) -> crate::encoder::Document<'_> {
+        crate::encoder::Document {
+            title: Some(&self.title),
+            text: &self.text,
+        }
+    }
+}
+
+/// A problem with one record, located by file and line.
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    pub file: String,
+    pub line: usize,
+    pub id: Option<String>,
+    pub problem: String,
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.id {
+            Some(id) => write!(f, "{}:{} ({id}): {}", self.file, self.line, self.problem),
+            None => write!(f, "{}:{}: {}", self.file, self.line, self.problem),
+        }
+    }
+}
+
+/// The valid records of one file, and what was wrong with the others.
+#[derive(Debug, Default)]
+pub struct LoadedFile {
+    pub path: PathBuf,
+    pub articles: Vec<LabelledArticle>,
+    /// Line number of each article in `articles`.
+    pub lines: Vec<usize>,
+    pub invalid: Vec<Finding>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error("cannot read labelled data `{path}`: {source}; pass existing JSONL files (e.g. eval/data/train.jsonl)")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Reads and validates one labelled JSONL file; invalid records are reported, not fatal.
+pub fn load_file(path: &Path, taxonomy: &Taxonomy) -> Result<LoadedFile, DataError> {
+    let bytes = std::fs::read(path).map_err(|source| DataError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let name = path.display().to_string();
+    let mut loaded = LoadedFile {
+        path: path.to_path_buf(),
+        ..Default::default()
+    };
+    for (index, raw) in crate::io::input::strip_bom(&bytes)
+        .split(|&b| b == b'\n')
+        .enumerate()
+    {
+        let line = index + 1;
+        if raw.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        match validate_record(raw, taxonomy) {
+            Ok(article) => {
+                loaded.articles.push(article);
+                loaded.lines.push(line);
+            }
+            Err((id, problem)) => loaded.invalid.push(Finding {
+                file: name.clone(),
+                line,
+                id,
+                problem,
+            }),
+        }
+    }
+    Ok(loaded)
+}
+
+fn validate_record(
+    raw: &[u8],
+    taxonomy: &Taxonomy,
+) -> Result<LabelledArticle, (Option<String>, String)> {
+    let text = std::str::from_utf8(raw)
+        .map_err(|e| (None, format!("not valid UTF-8 (byte {})", e.valid_up_to())))?;
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| (None, format!("not valid JSON ({e})")))?;
+    let id = value.get("id").and_then(|v| v.as_str()).map(str::to_string);
+    let fail = |problem: String| (id.clone(), problem);
+    let object = value
+        .as_object()
+        .ok_or_else(|| fail("not a JSON object".into()))?;
+    let unknown: Vec<&str> = object
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !KNOWN_FIELDS.contains(k))
+        .collect();
+    if !unknown.is_empty() {
+        return Err(fail(format!(
+            "unknown fields {unknown:?}; allowed: {KNOWN_FIELDS:?}"
+        )));
+    }
+    let article: LabelledArticle = serde_json::from_value(value.clone()).map_err(|e| {
+        fail(format!(
+            "{e}; required: id, lang, title, text (strings), labels (list of topic ids), source"
+        ))
+    })?;
+    if article.id.trim().is_empty() {
+        return Err(fail("`id` is empty".into()));
+    }
+    if article.text.trim().is_empty() {
+        return Err(fail("`text` is empty".into()));
+    }
+    if article.lang.trim().is_empty() {
+        return Err(fail(
+            "`lang` is empty; use an ISO 639-1 code such as `en`".into(),
+        ));
+    }
+    if article.source.trim().is_empty() {
+        return Err(fail(
+            "`source` is empty (hand-written articles use `written`)".into(),
+        ));
+    }
+    let mut seen = HashSet::new();
+    for label in &article.labels {
+        if taxonomy.index_of(label).is_none() {
+            return Err(fail(format!(
+                "label `{label}` is not a topic of taxonomy v{} ({}); known: {}",
+                taxonomy.version,
+                taxonomy.path.display(),
+                taxonomy.ids().join(", ")
+            )));
+        }
+        if !seen.insert(label) {
+            return Err(fail(format!("label `{label}` is listed twice")));
+        }
+    }
+    for tag in &article.tags {
+        if !KNOWN_TAGS.contains(&tag.as_str()) {
+            return Err(fail(format!(
+                "tag `{tag}` is unknown; known: {KNOWN_TAGS:?}"
+            )));
+        }
+    }
+    if article.tags.iter().any(|t| t == "hard_negative") && !article.labels.is_empty() {
+        return Err(fail("a `hard_negative` article must have no labels".into()));
+    }
+    Ok(article)
+}
+
+/// Letters and digits only, lower-cased: the text that near-duplicate checks compare.
+pub fn normalize_text(text: &str) -> String {
+    text.chars()
+        .filter(|c| c.is_alphanumeric())
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// Hashes of the overlapping character 8-grams of normalised text.
+fn shingles(normalized: &str) -> HashSet<u64> {
+    use std::hash::{Hash, Hasher};
+    let chars: Vec<char> = normalized.chars().collect();
+    if chars.len() < 8 {
+        return HashSet::from([hash_of(&chars)]);
+    }
+    chars
+        .windows(8)
+        .map(|w| {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            w.hash(&mut h);
+            h.finish()
+        })
+        .collect()
+}
+
+fn hash_of(chars: &[char]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    chars.hash(&mut h);
+    h.finish()
+}
+
+/// Two articles whose texts are the same or nearly so.
+#[derive(Debug, Clone, Serialize)]
+pub struct NearDuplicate {
+    pub a: (String, String),
+    pub b: (String, String),
+    /// Jaccard similarity of character 8-gram sets of normalised text (1.0 = identical).
+    pub similarity: f64,
+}
+
+/// Pairs of articles (in different files, or the same file when `within_files`) whose
+/// normalised texts share at least `threshold` of their 8-grams.
+pub fn near_duplicates(files: &[LoadedFile], threshold: f64) -> Vec<NearDuplicate> {
+    let docs: Vec<(usize, &LabelledArticle, HashSet<u64>)> = files
+        .iter()
+        .enumerate()
+        .flat_map(|(f, file)| {
+            file.articles
+                .iter()
+                .map(move |a| (f, a, shingles(&normalize_text(&a.text))))
+        })
+        .collect();
+    let mut postings: HashMap<u64, Vec<usize>> = HashMap::new();
+    for (d, (_, _, set)) in docs.iter().enumerate() {
+        for &s in set {
+            postings.entry(s).or_default().push(d);
+        }
+    }
+    let mut found = Vec::new();
+    for (d, (file, article, set)) in docs.iter().enumerate() {
+        let mut shared: HashMap<usize, usize> = HashMap::new();
+        for s in set {
+            for &other in &postings[s] {
+                if other > d {
+                    *shared.entry(other).or_default() += 1;
+                }
+            }
+        }
+        for (other, count) in shared {
+            let (other_file, other_article, other_set) = &docs[other];
+            let union = set.len() + other_set.len() - count;
+            let similarity = count as f64 / union.max(1) as f64;
+            if similarity >= threshold {
+                found.push(NearDuplicate {
+                    a: (files[*file].path.display().to_string(), article.id.clone()),
+                    b: (
+                        files[*other_file].path.display().to_string(),
+                        other_article.id.clone(),
+                    ),
+                    similarity,
+                });
+            }
+        }
+    }
+    found.sort_by(|x, y| y.similarity.total_cmp(&x.similarity));
+    found
+}
+
+/// Ids that occur more than once across all files, with every place they occur.
+pub fn duplicate_ids(files: &[LoadedFile]) -> Vec<(String, Vec<String>)> {
+    let mut places: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for file in files {
+        for (article, line) in file.articles.iter().zip(&file.lines) {
+            places
+                .entry(&article.id)
+                .or_default()
+                .push(format!("{}:{line}", file.path.display()));
+        }
+    }
+    places
+        .into_iter()
+        .filter(|(_, p)| p.len() > 1)
+        .map(|(id, p)| (id.to_string(), p))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn taxonomy() -> Taxonomy {
+        Taxonomy::parse(
+            b"version = 1\n[[topic]]\nid = \"espionage\"\nname = \"E\"\ndefinition = \"d\"\n[topic.descriptions]\nen = [\"x\"]\n",
+            Path::new("t.toml"),
+        )
+        .unwrap()
+    }
+
+    fn record(id: &str, text: &str, labels: &str) -> String {
+        format!(
+            r#"{{"id":"{id}","lang":"en","title":"T","text":"{text}","labels":{labels},"source":"written"}}"#
+        )
+    }
+
+    #[test]
+    fn a_byte_order_mark_does_not_spoil_the_first_gold_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bom.jsonl");
+        let text = format!(
+            "\u{feff}{}\n",
+            record("first", "A story about spies.", r#"["espionage"]"#)
+        );
+        std::fs::write(&path, text).unwrap();
+        let loaded = load_file(&path, &taxonomy()).unwrap();
+        assert!(loaded.invalid.is_empty(), "{:?}", loaded.invalid);
+        assert_eq!(loaded.articles[0].id, "first");
+    }
+
+    #[test]
+    fn each_invalid_record_is_found_and_valid_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.jsonl");
+        let lines = [
+            record("ok", "A story about spies.", r#"["espionage"]"#),
+            record("badlabel", "Text.", r#"["spying"]"#),
+            record("twice", "Text.", r#"["espionage","espionage"]"#),
+            "{not json".to_string(),
+            r#"{"id":"nolang","title":"T","text":"x","labels":[],"source":"written"}"#.to_string(),
+            record("empty", "  ", "[]"),
+            r#"{"id":"extra","lang":"en","title":"T","text":"x","labels":[],"source":"written","label":"y"}"#.to_string(),
+            r#"{"id":"hn","lang":"en","title":"T","text":"x","labels":["espionage"],"source":"written","tags":["hard_negative"]}"#.to_string(),
+            r#"{"id":"tag","lang":"en","title":"T","text":"x","labels":[],"source":"written","tags":["loud"]}"#.to_string(),
+        ];
+        std::fs::write(&path, lines.join("\n")).unwrap();
+        let loaded = load_file(&path, &taxonomy()).unwrap();
+        assert_eq!(loaded.articles.len(), 1);
+        let problems: Vec<String> = loaded.invalid.iter().map(|f| f.to_string()).collect();
+        assert_eq!(problems.len(), 8, "{problems:#?}");
+        assert!(problems[0].contains(":2 (badlabel)") && problems[0].contains("`spying`"));
+        assert!(problems[1].contains("listed twice"));
+        assert!(problems[2].contains("not valid JSON"));
+        assert!(problems[3].contains("missing field `lang`"));
+        assert!(problems[4].contains("`text` is empty"));
+        assert!(problems[5].contains("unknown fields"));
+        assert!(problems[6].contains("hard_negative"));
+        assert!(problems[7].contains("tag `loud`"));
+    }
+
+    #[test]
+    fn finds_duplicate_ids_and_near_duplicates_across_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let story = "Prosecutors charged two engineers with passing lithography designs to a foreign intelligence service after a two year investigation";
+        let a = dir.path().join("a.jsonl");
+        let b = dir.path().join("b.jsonl");
+        std::fs::write(
+            &a,
+            [
+                record("x1", story, "[]"),
+                record("same", "Unrelated football report from Sunday.", "[]"),
+            ]
+            .join("\n"),
+        )
+        .unwrap();
+        let reworded = format!("{} , said officials.", story.to_uppercase());
+        std::fs::write(
+            &b,
+            [
+                record("y1", &reworded, "[]"),
+                record("same", "Weather: rain all week in the north.", "[]"),
+            ]
+            .join("\n"),
+        )
+        .unwrap();
+        let files = [
+            load_file(&a, &taxonomy()).unwrap(),
+            load_file(&b, &taxonomy()).unwrap(),
+        ];
+        let dups = duplicate_ids(&files);
+        assert_eq!(dups.len(), 1);
+        assert_eq!(dups[0].0, "same");
+        let near = near_duplicates(&files, 0.5);
+        assert_eq!(near.len(), 1, "{near:?}");
+        assert_eq!((near[0].a.1.as_str(), near[0].b.1.as_str()), ("x1", "y1"));
+        assert!(near[0].similarity > 0.8);
+    }
+}
