@@ -13,6 +13,7 @@ pub use spyglass_encoder as encoder;
 
 pub mod eval;
 pub mod io;
+pub mod label;
 pub mod model;
 pub mod triage;
 pub mod util;

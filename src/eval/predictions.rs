@@ -2,6 +2,7 @@
 //! probability) and/or `labels` (e.g. `spyglass label` output), checked whole before any
 //! metric is computed.
 
+use crate::io::records::PredictionLine;
 use std::collections::{BTreeSet, HashMap};
 
 /// Problems listed in one error at most; the rest are counted.
@@ -21,15 +22,6 @@ pub struct ArticlePrediction {
 #[error("invalid predictions:\n  {}", .problems.join("\n  "))]
 pub struct InvalidPredictions {
     pub problems: Vec<String>,
-}
-
-#[derive(serde::Deserialize)]
-struct PredictionLine {
-    id: serde_json::Value,
-    #[serde(default)]
-    scores: Option<HashMap<String, f32>>,
-    #[serde(default)]
-    labels: Option<Vec<String>>,
 }
 
 /// Parses the text of a predictions file named `source`, by article id. Blank lines and the

@@ -4,8 +4,9 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
+pub use crate::io::records::LabelledArticle;
 use crate::model::taxonomy::Taxonomy;
 
 /// Tags a labelled article may carry (see labels/GUIDELINES.md).
@@ -14,30 +15,6 @@ pub const KNOWN_TAGS: [&str; 3] = ["noise", "hard_negative", "subtle"];
 const KNOWN_FIELDS: [&str; 8] = [
     "id", "lang", "title", "text", "labels", "source", "note", "tags",
 ];
-
-/// One hand-labelled article (`eval/data/*.jsonl`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct LabelledArticle {
-    pub id: String,
-    pub lang: String,
-    pub title: String,
-    pub text: String,
-    pub labels: Vec<String>,
-    pub source: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub note: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub tags: Vec<String>,
-}
-
-impl LabelledArticle {
-    pub fn document(&self) -> crate::encoder::Document<'_> {
-        crate::encoder::Document {
-            title: Some(&self.title),
-            text: &self.text,
-        }
-    }
-}
 
 /// A problem with one record, located by file and line.
 #[derive(Debug, Clone, Serialize)]

@@ -5,42 +5,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-
-/// One input article. Unknown fields are kept so labels and notes can travel with it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Article {
-    pub id: String,
-    pub text: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub title: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lang: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub url: Option<String>,
-    #[serde(flatten)]
-    pub extra: serde_json::Map<String, serde_json::Value>,
-}
-
-impl Article {
-    pub fn document(&self) -> crate::encoder::Document<'_> {
-        crate::encoder::Document {
-            title: self.title.as_deref(),
-            text: &self.text,
-        }
-    }
-}
-
-/// A record that could not be read, with where it came from.
-#[derive(Debug, Clone, Serialize)]
-pub struct RecordError {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    /// `file:line` (JSONL) or the file path (folder input).
-    pub source: String,
-    pub line: Option<usize>,
-    pub error: String,
-}
+pub use crate::io::records::{Article, RecordError};
 
 pub type InputItem = Result<Article, RecordError>;
 

@@ -5,3 +5,4 @@ pub mod cache;
 pub mod data;
 pub mod input;
 pub mod output;
+pub mod records;

@@ -1,9 +1,8 @@
 //! Topic assignment: a head's raw scores, calibrated per topic, compared with per-topic
 //! thresholds, with the window that drove each assigned topic as evidence.
 
-use serde::Serialize;
-
 use crate::encoder::{ArticleEmbedding, Document, Encoder, EncoderError, Span};
+pub use crate::io::records::Evidence;
 use crate::model::head::{Head, Platt, ZeroShotHead, ZERO_SHOT_DEFAULT};
 use crate::model::taxonomy::Taxonomy;
 
@@ -23,14 +22,6 @@ pub struct ScoredHead {
 pub struct Classifier {
     pub topics: Vec<String>,
     pub heads: Vec<ScoredHead>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Evidence {
-    #[serde(flatten)]
-    pub span: Span,
-    pub window: usize,
-    pub excerpt: String,
 }
 
 #[derive(Debug, Clone)]

@@ -6,6 +6,7 @@ pub mod classify;
 pub mod head;
 pub mod lang;
 pub mod lexical;
+pub mod load;
 pub mod logistic;
 pub mod taxonomy;
 pub mod train;

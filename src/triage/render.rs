@@ -1,10 +1,6 @@
 //! Triage output: one ranked record per story (JSONL), or a Markdown or HTML digest of them.
 
-use std::collections::BTreeMap;
-
-use serde::Serialize;
-
-use crate::model::classify::Evidence;
+pub use crate::io::records::{Source, TriageRecord};
 use crate::util::html::escape as html_escape;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -15,49 +11,6 @@ pub enum DigestFormat {
     Markdown,
     /// A self-contained HTML page.
     Html,
-}
-
-/// Where a story was found.
-#[derive(Debug, Clone, Serialize)]
-pub struct Source {
-    /// The feed's URL or file.
-    pub feed: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub feed_title: Option<String>,
-    pub title: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub link: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub published: Option<String>,
-}
-
-/// One ranked story.
-#[derive(Debug, Clone, Serialize)]
-pub struct TriageRecord {
-    pub rank: usize,
-    pub id: String,
-    pub title: String,
-    pub link: Option<String>,
-    /// Publication time (RFC 3339), else when spyglass first saw it.
-    pub time: String,
-    /// Highest calibrated probability among the reported topics.
-    pub score: f32,
-    /// The topic of that score.
-    pub top_topic: String,
-    /// Topics over their thresholds.
-    pub topics: Vec<String>,
-    pub scores: BTreeMap<String, f32>,
-    /// Evidence excerpt for the top topic.
-    pub excerpt: String,
-    pub evidence: BTreeMap<String, Evidence>,
-    pub lang: String,
-    /// `feed` or `article` (page fetched with `--fetch-articles`).
-    pub content: &'static str,
-    /// Every feed item this story was found as (several for a story syndicated across feeds).
-    pub sources: Vec<Source>,
-    pub model: String,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub truncated: bool,
 }
 
 /// Facts about a run shown at the top of a digest.
@@ -233,6 +186,7 @@ pub fn html(header: &DigestHeader, records: &[TriageRecord]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     fn record() -> TriageRecord {
         TriageRecord {

@@ -5,8 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use spyglass::encoder::{EncoderSource, WindowOverrides};
-
-pub const DEFAULT_ENCODER: &str = "intfloat/multilingual-e5-small";
+use spyglass::model::load::{CacheChoice, EncoderChoice, ModelChoice};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -99,6 +98,16 @@ pub struct CacheArgs {
     pub no_cache: bool,
 }
 
+impl CacheArgs {
+    pub fn choice(&self) -> CacheChoice {
+        if self.no_cache {
+            CacheChoice::off()
+        } else {
+            CacheChoice::at(self.cache.clone())
+        }
+    }
+}
+
 /// Which classifier scores the articles.
 #[derive(Debug, Args, Clone)]
 pub struct ModelArgs {
@@ -114,6 +123,16 @@ pub struct ModelArgs {
     /// Use the bundle even if the encoder's weights differ from those it was trained with.
     #[arg(long)]
     pub allow_encoder_mismatch: bool,
+}
+
+impl ModelArgs {
+    pub fn choice(&self) -> ModelChoice {
+        ModelChoice {
+            bundle: (!self.zero_shot).then(|| self.model.clone()),
+            taxonomy: self.taxonomy.clone(),
+            allow_encoder_mismatch: self.allow_encoder_mismatch,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -275,25 +294,15 @@ pub struct EncoderSourceArgs {
 impl EncoderSourceArgs {
     /// The encoder named by `--encoder`, else the default one.
     pub fn source(&self) -> EncoderSource {
-        self.source_or(DEFAULT_ENCODER, "main")
-    }
-
-    /// The encoder named by `--encoder`, else `id` at `revision` (e.g. a bundle's encoder).
-    pub fn source_or(&self, id: &str, revision: &str) -> EncoderSource {
-        let explicit = self.encoder.is_some();
-        EncoderSource {
-            id_or_dir: self.encoder.clone().unwrap_or_else(|| id.to_string()),
-            revision: self.revision.clone().unwrap_or_else(|| {
-                // Bundles trained before pins named a Hub revision recorded `local`.
-                if explicit || revision == spyglass::encoder::resolve::LOCAL_REVISION {
-                    "main".into()
-                } else {
-                    revision.to_string()
-                }
-            }),
+        EncoderChoice {
+            explicit: self.encoder.clone(),
+            revision: self.revision.clone(),
             offline: self.offline,
-            cache_dir: EncoderSource::default_cache_dir(),
+            windows: WindowOverrides::default(),
+            batch_size: 1,
+            precision: spyglass::encoder::Precision::F32,
         }
+        .source()
     }
 }
 
@@ -339,28 +348,19 @@ impl EncoderArgs {
         }
     }
 
-    /// The encoder named by `--encoder`, else the default one.
-    pub fn source(&self) -> EncoderSource {
-        self.which.source()
-    }
-
-    /// The encoder named by `--encoder`, else `id` at `revision` (e.g. a bundle's encoder).
-    pub fn source_or(&self, id: &str, revision: &str) -> EncoderSource {
-        self.which.source_or(id, revision)
-    }
-
-    pub fn name(&self) -> String {
-        self.which
-            .encoder
-            .clone()
-            .unwrap_or_else(|| DEFAULT_ENCODER.to_string())
-    }
-
-    pub fn windows(&self) -> WindowOverrides {
-        WindowOverrides {
-            max_tokens: self.max_tokens,
-            overlap: self.overlap,
-            max_windows: self.max_windows,
+    /// The library's view of these flags.
+    pub fn choice(&self) -> EncoderChoice {
+        EncoderChoice {
+            explicit: self.which.encoder.clone(),
+            revision: self.which.revision.clone(),
+            offline: self.which.offline,
+            windows: WindowOverrides {
+                max_tokens: self.max_tokens,
+                overlap: self.overlap,
+                max_windows: self.max_windows,
+            },
+            batch_size: self.batch_size,
+            precision: self.precision(),
         }
     }
 }
@@ -450,8 +450,14 @@ mod tests {
             panic!("parsed as {:?}", cli.command)
         };
         let id = "intfloat/multilingual-e5-small";
-        assert_eq!(args.encoder.source_or(id, "local").revision, "main");
-        assert_eq!(args.encoder.source_or(id, "abc123").revision, "abc123");
-        assert_eq!(args.encoder.source_or(id, "local").id_or_dir, id);
+        assert_eq!(
+            args.encoder.choice().source_or(id, "local").revision,
+            "main"
+        );
+        assert_eq!(
+            args.encoder.choice().source_or(id, "abc123").revision,
+            "abc123"
+        );
+        assert_eq!(args.encoder.choice().source_or(id, "local").id_or_dir, id);
     }
 }

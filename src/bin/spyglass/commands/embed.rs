@@ -1,32 +1,15 @@
 //! `spyglass embed`: streams articles through the encoder and writes their embeddings as JSONL.
 
 use anyhow::Context;
-use serde::Serialize;
 
 use crate::cli::EmbedArgs;
 use crate::progress::Progress;
-use spyglass::encoder::{Span, TokenizedArticle};
+use spyglass::encoder::TokenizedArticle;
 use spyglass::io::input::{ArticleReader, RecordError};
 use spyglass::io::output::Output;
+use spyglass::io::records::{EmbeddedRecord, WindowRecord};
 
 use super::{load_encoder, Outcome};
-
-#[derive(Serialize)]
-struct EmbeddedRecord<'a> {
-    id: &'a str,
-    embedding: &'a [f32],
-    windows: Vec<WindowRecord<'a>>,
-    truncated: bool,
-}
-
-#[derive(Serialize)]
-struct WindowRecord<'a> {
-    #[serde(flatten)]
-    span: Span,
-    tokens: usize,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    embedding: Option<&'a [f32]>,
-}
 
 /// Articles embedded together; bounds memory on any input size.
 const CHUNK_ARTICLES: usize = 128;

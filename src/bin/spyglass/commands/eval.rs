@@ -224,10 +224,11 @@ fn from_predictions(
     }
     let tokenizer = args
         .encoder
+        .choice()
         .source()
         .resolve()
         .ok()
-        .and_then(|f| ArticleTokenizer::for_files(&f, args.encoder.windows()).ok());
+        .and_then(|f| ArticleTokenizer::for_files(&f, args.encoder.choice().windows).ok());
     if tokenizer.is_none() {
         eprintln!(
             "warning: no tokenizer for the length slices (pass `--encoder`); lengths are `unknown`"

@@ -9,10 +9,8 @@ pub mod model;
 pub mod train;
 pub mod triage;
 
-use anyhow::Context;
-
 use crate::cli::EncoderArgs;
-use spyglass::encoder::{default_device, Encoder};
+use spyglass::encoder::Encoder;
 
 /// How a command ended, mapped to the process exit code by `main`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,10 +22,10 @@ pub enum Outcome {
 
 /// Resolves and loads the encoder the arguments name.
 pub fn load_encoder(args: &EncoderArgs) -> anyhow::Result<Encoder> {
-    let files = args
-        .source()
-        .resolve()
-        .with_context(|| format!("cannot find encoder `{}`", args.name()))?;
-    Encoder::load(files, args.windows(), &default_device(), args.precision())
-        .with_context(|| format!("cannot load encoder `{}`", args.name()))
+    let choice = args.choice();
+    Ok(spyglass::model::load::load_encoder(
+        &choice,
+        choice.source(),
+        choice.windows,
+    )?)
 }

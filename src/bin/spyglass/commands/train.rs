@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use anyhow::Context;
 use serde_json::json;
 
-use super::model::{encoder_pin, load_cached_encoder};
+use super::model::load_cached_encoder;
 use super::Outcome;
 use crate::cli::{CalibrationArg, FeatureArg, HeadKind, TrainArgs};
 use crate::progress::Progress;
@@ -17,6 +17,7 @@ use spyglass::io::data::{load_file, LabelledArticle};
 use spyglass::model::bundle::{Bundle, Manifest, TaxonomyPin};
 use spyglass::model::classify::zero_shot_head;
 use spyglass::model::head::{article_features, document_text, FeatureSet, Head, Platt};
+use spyglass::model::load::encoder_pin;
 use spyglass::model::taxonomy::Taxonomy;
 use spyglass::model::train::{
     calibrate, fit_logistic_head, train_linear, Examples, LexicalConfig, LexicalRequest,
@@ -146,8 +147,8 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<Outcome> {
     }
     let mut encoder = load_cached_encoder(
         &args.encoder,
-        args.encoder.source(),
-        args.encoder.windows(),
+        args.encoder.choice().source(),
+        args.encoder.choice().windows,
         &args.cache,
     )?;
     let started = std::time::Instant::now();

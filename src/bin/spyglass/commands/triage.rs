@@ -11,13 +11,14 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use super::label::EXCERPT_CHARS;
-use super::model::{load_model, LoadedModel};
+use super::model::load_model;
 use super::Outcome;
 use crate::cli::TriageArgs;
 use spyglass::encoder::{Document, Span};
 use spyglass::io::output::Output;
+use spyglass::label::EXCERPT_CHARS;
 use spyglass::model::classify::{excerpt, round4, topic_labels, Prediction, TopicLabels};
+use spyglass::model::load::LoadedModel;
 use spyglass::triage::dedup::{
     best_match, canonical_url, group_near_duplicates, item_keys, short_id,
 };
@@ -47,7 +48,7 @@ pub fn run(args: &TriageArgs) -> anyhow::Result<Outcome> {
     let state_path = args.state.clone().unwrap_or_else(default_state_path);
     let mut state = State::open(&state_path)?;
     let mut model = load_model(&args.model, &args.encoder, &args.cache)?;
-    let shown = model.topic_filter(&args.topics)?;
+    let shown = super::model::topic_filter(&model, &args.topics)?;
     let stop = install_ctrlc();
     // The feeds the user named are trusted wherever they are; everything a feed links to, and
     // every redirect away from those hosts, must be on a public address.
