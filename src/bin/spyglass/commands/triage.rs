@@ -2,45 +2,26 @@
 //! scores them with the model and writes them ranked (JSONL, Markdown or HTML); state between
 //! runs lives in SQLite and is committed only after the output is written.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 
 use super::model::load_model;
 use super::Outcome;
 use crate::cli::TriageArgs;
-use spyglass::encoder::{Document, Span};
 use spyglass::io::output::Output;
-use spyglass::label::EXCERPT_CHARS;
-use spyglass::model::classify::{excerpt, round4, topic_labels, Prediction, TopicLabels};
 use spyglass::model::load::LoadedModel;
-use spyglass::triage::dedup::{
-    best_match, canonical_url, group_near_duplicates, item_keys, short_id,
-};
-use spyglass::triage::extract::extract_article;
-use spyglass::triage::feeds::{
-    parse_feed, read_feeds_file, resolve_source, FeedEntry, FeedItem, FeedParseError, FeedSource,
-};
-use spyglass::triage::fetch::{netloc, AddressPolicy, Fetched, Fetcher, Purpose, Validators};
-use spyglass::triage::render::{self, DigestFormat, DigestHeader, Source, TriageRecord};
-use spyglass::triage::state::{
-    default_state_path, DuplicateOf, FeedRecord, ItemRecord, ItemStatus, State,
-};
+use spyglass::triage::cycle::{run_cycle, CycleSettings, CycleSummary};
+use spyglass::triage::feeds::{read_feeds_file, resolve_source, FeedEntry, FeedSource};
+use spyglass::triage::fetch::{netloc, AddressPolicy, Fetcher};
+use spyglass::triage::render::{self, DigestFormat, DigestHeader, TriageRecord};
+use spyglass::triage::state::{default_state_path, State};
 use spyglass::triage::timespec::format_duration;
-
-/// Articles embedded together between checks for Ctrl-C.
-const EMBED_CHUNK: usize = 16;
-/// How far back stored stories are compared for near-duplicates.
-const RECENT_DAYS: i64 = 7;
-const RECENT_LIMIT: usize = 5000;
-const FEED_ACCEPT: &str =
-    "application/rss+xml, application/atom+xml, application/feed+json, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5";
-const PAGE_ACCEPT: &str = "text/html, application/xhtml+xml;q=0.9, */*;q=0.5";
 
 pub fn run(args: &TriageArgs) -> anyhow::Result<Outcome> {
     validate(args)?;
@@ -182,73 +163,8 @@ fn install_ctrlc() -> Arc<AtomicBool> {
     stop
 }
 
-/// A new story of this run, from one or more feed items with the same link or GUID.
-struct Candidate {
-    keys: Vec<String>,
-    /// Feeds (indices into the cycle's sources) it came from.
-    feeds: Vec<usize>,
-    feed_key: String,
-    guid: Option<String>,
-    title: String,
-    link: Option<String>,
-    text: String,
-    content: &'static str,
-    published: Option<DateTime<Utc>>,
-    sources: Vec<Source>,
-    lang_hint: Option<String>,
-}
-
-impl Candidate {
-    /// What the encoder sees: the title, and the text (the title alone for an empty item).
-    fn document(&self) -> Document<'_> {
-        if self.text.is_empty() {
-            Document {
-                title: None,
-                text: &self.title,
-            }
-        } else {
-            Document {
-                title: Some(self.title.as_str()).filter(|t| !t.is_empty()),
-                text: &self.text,
-            }
-        }
-    }
-}
-
-struct Scored {
-    candidate: Candidate,
-    embedding: spyglass::encoder::ArticleEmbedding,
-    prediction: Prediction,
-    /// Highest probability among the reported topics, and its topic index.
-    score: f32,
-    top: usize,
-}
-
-#[derive(Default)]
-struct Summary {
-    feeds_total: usize,
-    feeds_read: usize,
-    feeds_not_modified: usize,
-    feeds_skipped: usize,
-    items: usize,
-    seen: usize,
-    new: usize,
-    same_link: usize,
-    near_run: usize,
-    near_earlier: usize,
-    old: usize,
-    empty: usize,
-    listed: usize,
-    filtered: usize,
-    article_fallbacks: usize,
-    interrupted: bool,
-}
-
-fn now_rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Secs, true)
-}
-
-/// One poll of every feed: fetch, select new items, score, write, record.
+/// One poll of every feed: the library's cycle, its events printed as they come, then the
+/// digest written and the state committed.
 fn cycle(
     args: &TriageArgs,
     entries: &[FeedEntry],
@@ -257,366 +173,43 @@ fn cycle(
     shown: &[bool],
     fetcher: &Fetcher,
     stop: &AtomicBool,
-) -> anyhow::Result<Summary> {
+) -> anyhow::Result<CycleSummary> {
     let started = Instant::now();
-    let now = Utc::now();
-    let cutoff = args.since.map(|s| s.cutoff(now));
     let (hits0, misses0) = (model.encoder.stats.hits, model.encoder.stats.misses);
-    let mut summary = Summary {
-        feeds_total: entries.len(),
-        ..Summary::default()
+    let settings = CycleSettings {
+        since: args.since,
+        fetch_articles: args.fetch_articles,
+        duplicate_similarity: args.duplicate_similarity,
+        min_score: args.min_score,
+        shown: shown.to_vec(),
     };
-
-    // Which feeds to read.
-    let mut sources: Vec<FeedSource> = Vec::new();
-    for entry in entries {
-        match resolve_source(&entry.text, &entry.base) {
-            Ok(source) => {
-                if !sources.contains(&source) {
-                    sources.push(source);
-                }
+    let plan = run_cycle(
+        entries,
+        &settings,
+        state,
+        model,
+        fetcher,
+        stop,
+        Utc::now(),
+        &mut |event| {
+            if event.is_warning() {
+                eprintln!("warning: {event}");
+            } else {
+                eprintln!("{event}");
             }
-            Err(error) => {
-                summary.feeds_skipped += 1;
-                eprintln!("warning: skipped feed ({}): {error}", entry.origin);
-            }
-        }
-    }
-
-    // Fetch and parse each feed; keep the items not seen before.
-    let mut feed_records: Vec<Option<FeedRecord>> = vec![None; sources.len()];
-    let mut feed_titles: Vec<Option<String>> = vec![None; sources.len()];
-    let mut candidates: Vec<Candidate> = Vec::new();
-    let mut by_key: HashMap<String, usize> = HashMap::new();
-    let mut records: Vec<ItemRecord> = Vec::new();
-    for (fi, source) in sources.iter().enumerate() {
-        if stop.load(Ordering::SeqCst) {
-            summary.interrupted = true;
-            break;
-        }
-        let name = source.name();
-        let key = source.key();
-        let validators = state.validators(&key)?;
-        let (parsed, new_validators) = match read_feed(fetcher, source, &validators) {
-            Ok(None) => {
-                summary.feeds_not_modified += 1;
-                eprintln!("feed `{name}`: not modified since the last run");
-                feed_records[fi] = Some(FeedRecord {
-                    key,
-                    title: None,
-                    validators: None,
-                    status: "not-modified".into(),
-                });
-                continue;
-            }
-            Ok(Some(got)) => got,
-            Err(message) => {
-                summary.feeds_skipped += 1;
-                eprintln!("warning: skipped feed `{name}`: {message}");
-                feed_records[fi] = Some(FeedRecord {
-                    key,
-                    title: None,
-                    validators: None,
-                    status: message,
-                });
-                continue;
-            }
-        };
-        summary.feeds_read += 1;
-        feed_titles[fi] = parsed.title.clone();
-        let lang_hint = parsed
-            .language
-            .as_deref()
-            .and_then(|l| l.split(['-', '_']).next())
-            .map(str::to_ascii_lowercase)
-            .filter(|l| l.len() == 2 || l.len() == 3);
-        let (mut fresh, mut seen_here, mut repeats, mut old, mut empty) =
-            (0usize, 0usize, 0usize, 0usize, 0usize);
-        let total = parsed.items.len();
-        for (n, item) in parsed.items.into_iter().enumerate() {
-            summary.items += 1;
-            let FeedItem {
-                guid,
-                title,
-                link,
-                text,
-                published,
-            } = item;
-            let canonical = link.as_deref().and_then(canonical_url);
-            let keys = item_keys(&key, guid.as_deref(), canonical.as_deref(), &title, &text);
-            if state.seen(&keys)?.is_some() {
-                seen_here += 1;
-                continue;
-            }
-            let record = |status| ItemRecord {
-                keys: keys.clone(),
-                feed: key.clone(),
-                guid: guid.clone(),
-                url: canonical.clone().or(link.clone()),
-                title: title.clone(),
-                published,
-                status,
-                score: None,
-                topics: String::new(),
-                scores: None,
-                model: None,
-                duplicate_of: None,
-                embedding: None,
-            };
-            if title.is_empty() && text.is_empty() {
-                summary.empty += 1;
-                empty += 1;
-                eprintln!(
-                    "warning: skipped item {} of feed `{name}`: it has no title and no text",
-                    n + 1
-                );
-                records.push(record(ItemStatus::Empty));
-                continue;
-            }
-            let source_entry = Source {
-                feed: name.clone(),
-                feed_title: feed_titles[fi].clone(),
-                title: title.clone(),
-                link: canonical.clone().or(link.clone()),
-                published: published.map(now_rfc3339),
-            };
-            if let Some(&ci) = keys.iter().find_map(|k| by_key.get(k)) {
-                // The same link (or GUID) again, in this feed or another: one story, more sources.
-                summary.same_link += 1;
-                repeats += 1;
-                let c = &mut candidates[ci];
-                for k in &keys {
-                    if !c.keys.contains(k) {
-                        c.keys.push(k.clone());
-                    }
-                    by_key.insert(k.clone(), ci);
-                }
-                if !c.feeds.contains(&fi) {
-                    c.feeds.push(fi);
-                }
-                c.sources.push(source_entry);
-                continue;
-            }
-            if let (Some(cut), Some(p)) = (cutoff, published) {
-                if p < cut {
-                    summary.old += 1;
-                    old += 1;
-                    records.push(record(ItemStatus::Old));
-                    continue;
-                }
-            }
-            fresh += 1;
-            for k in &keys {
-                by_key.insert(k.clone(), candidates.len());
-            }
-            candidates.push(Candidate {
-                keys,
-                feeds: vec![fi],
-                feed_key: key.clone(),
-                guid,
-                title,
-                link: canonical.or(link),
-                text,
-                content: "feed",
-                published,
-                sources: vec![source_entry],
-                lang_hint: lang_hint.clone(),
-            });
-        }
-        summary.seen += seen_here;
-        let mut line =
-            format!("feed `{name}`: {total} items, {fresh} new, {seen_here} seen before");
-        if repeats > 0 {
-            line.push_str(&format!(", {repeats} with a link or GUID already listed"));
-        }
-        if old > 0 {
-            line.push_str(&format!(", {old} older than --since"));
-        }
-        if empty > 0 {
-            line.push_str(&format!(", {empty} empty"));
-        }
-        eprintln!("{line}");
-        feed_records[fi] = Some(FeedRecord {
-            key,
-            title: feed_titles[fi].clone(),
-            validators: new_validators,
-            status: "ok".into(),
-        });
-    }
-
-    // Article pages, when asked for.
-    if args.fetch_articles {
-        for c in candidates.iter_mut() {
-            if stop.load(Ordering::SeqCst) {
-                summary.interrupted = true;
-                break;
-            }
-            let Some(link) = c
-                .link
-                .clone()
-                .filter(|l| l.starts_with("http://") || l.starts_with("https://"))
-            else {
-                continue;
-            };
-            match fetch_article(fetcher, &link) {
-                Ok(text) => {
-                    c.text = text;
-                    c.content = "article";
-                }
-                Err(message) => {
-                    summary.article_fallbacks += 1;
-                    eprintln!("warning: article `{link}`: {message}; using the feed's text");
-                }
-            }
-        }
-    }
-
-    // Embed and score, a chunk at a time so Ctrl-C is answered promptly.
-    let mut scored: Vec<Scored> = Vec::with_capacity(candidates.len());
-    let mut pending = candidates.into_iter().peekable();
-    while pending.peek().is_some() {
-        if stop.load(Ordering::SeqCst) {
-            summary.interrupted = true;
-            break;
-        }
-        let chunk: Vec<Candidate> = pending.by_ref().take(EMBED_CHUNK).collect();
-        let docs: Vec<Document> = chunk.iter().map(Candidate::document).collect();
-        let embedded = model
-            .encoder
-            .embed(&docs)
-            .context("cannot embed the new feed items")?;
-        for (candidate, embedding) in chunk.into_iter().zip(embedded) {
-            let prediction = model.classifier.predict(&embedding, candidate.document());
-            let (top, score) = prediction
-                .probs
-                .iter()
-                .enumerate()
-                .filter(|(t, _)| shown[*t])
-                .max_by(|a, b| a.1.total_cmp(b.1))
-                .map(|(t, p)| (t, *p))
-                .unwrap_or((0, 0.0));
-            scored.push(Scored {
-                candidate,
-                embedding,
-                prediction,
-                score,
-                top,
-            });
-        }
-    }
-    // Feeds with items left unscored by an interruption keep their old state, so those items
-    // come again next time.
-    let mut incomplete: HashSet<usize> = HashSet::new();
-    for c in pending {
-        incomplete.extend(c.feeds.iter().copied());
-    }
-    if summary.interrupted {
-        for (fi, record) in feed_records.iter_mut().enumerate() {
-            if incomplete.contains(&fi) {
-                *record = None;
-            }
-        }
-    }
-    summary.new = scored.len();
-
-    // Near-duplicates of stories seen in earlier runs.
-    let recent = state.recent_items(now - chrono::Duration::days(RECENT_DAYS), RECENT_LIMIT)?;
-    let threshold = args.duplicate_similarity;
-    let mut fresh: Vec<Scored> = Vec::new();
-    for s in scored {
-        match best_match(
-            &s.embedding.embedding,
-            recent.iter().map(|r| r.embedding.as_slice()),
-            threshold,
-        ) {
-            Some((i, similarity)) => {
-                summary.near_earlier += 1;
-                eprintln!(
-                    "duplicate: \"{}\" repeats \"{}\" from an earlier run (similarity {similarity:.3})",
-                    s.candidate.title, recent[i].title
-                );
-                records.push(item_record(
-                    model,
-                    &s,
-                    ItemStatus::Duplicate,
-                    Some(DuplicateOf::Stored(recent[i].id)),
-                ));
-            }
-            None => fresh.push(s),
-        }
-    }
-
-    // Rank, then merge near-duplicates of this run into their best-ranked story.
-    fresh.sort_by(|a, b| {
-        b.score
-            .total_cmp(&a.score)
-            .then_with(|| b.candidate.published.cmp(&a.candidate.published))
-    });
-    let vectors: Vec<&[f32]> = fresh
-        .iter()
-        .map(|s| s.embedding.embedding.as_slice())
-        .collect();
-    let groups = group_near_duplicates(&vectors, threshold);
-    let mut out_records: Vec<TriageRecord> = Vec::new();
-    let mut fresh: Vec<Option<Scored>> = fresh.into_iter().map(Some).collect();
-    for group in &groups {
-        let leader = fresh[group[0]].take().expect("each item in one group");
-        let mut sources = leader.candidate.sources.clone();
-        let mut members = Vec::new();
-        for &i in &group[1..] {
-            let member = fresh[i].take().expect("each item in one group");
-            summary.near_run += 1;
-            eprintln!(
-                "duplicate: \"{}\" ({}) is the same story as \"{}\"",
-                member.candidate.title, member.candidate.sources[0].feed, leader.candidate.title
-            );
-            sources.extend(member.candidate.sources.iter().cloned());
-            members.push(member);
-        }
-        let listed = leader.score >= args.min_score;
-        let status = if listed {
-            ItemStatus::Reported
-        } else {
-            ItemStatus::Filtered
-        };
-        if listed {
-            summary.listed += 1;
-            out_records.push(triage_record(
-                model,
-                &leader,
-                sources,
-                out_records.len() + 1,
-                now,
-            ));
-        } else {
-            summary.filtered += 1;
-        }
-        let leader_record = item_record(model, &leader, status, None);
-        let leader_key = leader_record.keys.first().cloned();
-        records.push(leader_record);
-        for member in &members {
-            let duplicate_of = leader_key
-                .clone()
-                .map(|leader_key| DuplicateOf::Run { leader_key });
-            records.push(item_record(
-                model,
-                member,
-                ItemStatus::Duplicate,
-                duplicate_of,
-            ));
-        }
-    }
+        },
+    )?;
 
     // Write the output, then record the run: an interrupted write records nothing.
-    let quiet_watch = args.watch.is_some() && args.output != "-" && out_records.is_empty();
+    let quiet_watch = args.watch.is_some() && args.output != "-" && plan.digest.is_empty();
     if !quiet_watch {
-        write_output(args, &out_records, model, now, sources.len())?;
+        write_output(args, &plan.digest, model, plan.now, plan.sources)?;
     }
-    let feed_records: Vec<FeedRecord> = feed_records.into_iter().flatten().collect();
     state
-        .commit(now, &feed_records, &records)
+        .commit(plan.now, &plan.feeds, &plan.items)
         .context("cannot save the triage state; the items of this run will come again next time")?;
 
+    let summary = plan.summary;
     let duplicates = summary.same_link + summary.near_run + summary.near_earlier;
     let embedded = (model.encoder.stats.hits - hits0) + (model.encoder.stats.misses - misses0);
     let mut line = format!(
@@ -664,180 +257,6 @@ fn cycle(
     }
     eprintln!("{line}");
     Ok(summary)
-}
-
-/// Fetches (or reads) and parses one feed. `Ok(None)`: not modified since the last fetch.
-#[allow(clippy::type_complexity)]
-fn read_feed(
-    fetcher: &Fetcher,
-    source: &FeedSource,
-    validators: &Validators,
-) -> Result<Option<(spyglass::triage::feeds::ParsedFeed, Option<Validators>)>, String> {
-    match source {
-        FeedSource::File(path) => {
-            let bytes = std::fs::read(path).map_err(|e| {
-                format!(
-                    "cannot read feed file `{}`: {e}; fix the path",
-                    path.display()
-                )
-            })?;
-            parse_feed(&bytes, None)
-                .map(|p| Some((p, None)))
-                .map_err(|e| format!("{e}; fix the file `{}`", path.display()))
-        }
-        FeedSource::Url(url) => {
-            match fetcher.get(url.as_str(), validators, FEED_ACCEPT, Purpose::Feed) {
-                Ok(Fetched::NotModified) => Ok(None),
-                Ok(Fetched::Body {
-                    bytes,
-                    final_url,
-                    validators,
-                    ..
-                }) => {
-                    let base = url::Url::parse(&final_url).unwrap_or_else(|_| url.clone());
-                    parse_feed(&bytes, Some(&base))
-                    .map(|p| Some((p, Some(validators))))
-                    .map_err(|e| match e {
-                        FeedParseError::NoFeed => format!("{e}; check that `{url}` is the feed's address"),
-                        FeedParseError::Malformed(_) => {
-                            format!("{e}; the publisher has to fix it, and it is skipped until then")
-                        }
-                    })
-                }
-                Err(e) => Err(e.to_string()),
-            }
-        }
-    }
-}
-
-/// Downloads an article page and extracts its story text.
-fn fetch_article(fetcher: &Fetcher, link: &str) -> Result<String, String> {
-    match fetcher.get(link, &Validators::default(), PAGE_ACCEPT, Purpose::Page) {
-        Ok(Fetched::Body {
-            bytes,
-            final_url,
-            content_type,
-            ..
-        }) => {
-            if !(content_type.is_empty()
-                || content_type.contains("html")
-                || content_type.contains("xml"))
-            {
-                return Err(format!("is `{content_type}`, not a web page"));
-            }
-            let html = String::from_utf8_lossy(&bytes);
-            extract_article(&html, &final_url)
-                .map(|a| a.text)
-                .map_err(|e| e.to_string())
-        }
-        Ok(Fetched::NotModified) => Err("answered 304 Not Modified to a plain request".into()),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
-fn assigned_topics(model: &LoadedModel, s: &Scored) -> Vec<String> {
-    model
-        .classifier
-        .topics
-        .iter()
-        .enumerate()
-        .filter(|(t, _)| s.prediction.assigned[*t])
-        .map(|(_, topic)| topic.clone())
-        .collect()
-}
-
-fn item_record(
-    model: &LoadedModel,
-    s: &Scored,
-    status: ItemStatus,
-    duplicate_of: Option<DuplicateOf>,
-) -> ItemRecord {
-    let c = &s.candidate;
-    let scores: BTreeMap<&str, f32> = model
-        .classifier
-        .topics
-        .iter()
-        .zip(&s.prediction.probs)
-        .map(|(t, p)| (t.as_str(), round4(*p)))
-        .collect();
-    ItemRecord {
-        keys: c.keys.clone(),
-        feed: c.feed_key.clone(),
-        guid: c.guid.clone(),
-        url: c.link.clone(),
-        title: c.title.clone(),
-        published: c.published,
-        status,
-        score: Some(round4(s.score)),
-        topics: assigned_topics(model, s).join(","),
-        scores: serde_json::to_string(&scores).ok(),
-        model: Some(model.model_name.clone()),
-        duplicate_of,
-        embedding: Some(s.embedding.embedding.clone()),
-    }
-}
-
-fn triage_record(
-    model: &LoadedModel,
-    s: &Scored,
-    sources: Vec<Source>,
-    rank: usize,
-    now: DateTime<Utc>,
-) -> TriageRecord {
-    let c = &s.candidate;
-    let doc = c.document();
-    let text = doc.text;
-    let TopicLabels {
-        scores,
-        labels: mut topics,
-        evidence,
-    } = topic_labels(
-        &model.classifier.topics,
-        &s.prediction,
-        text,
-        None,
-        0.0,
-        EXCERPT_CHARS,
-    );
-    // Most probable topic first.
-    topics.sort_by(|a: &String, b: &String| scores[b].total_cmp(&scores[a]));
-    let whole = Span {
-        start: 0,
-        end: text.chars().count(),
-    };
-    let top_excerpt = match s.prediction.evidence[s.top] {
-        Some((_, span)) => excerpt(text, span, EXCERPT_CHARS),
-        None => String::new(),
-    };
-    let top_excerpt = if top_excerpt.is_empty() {
-        excerpt(text, whole, EXCERPT_CHARS)
-    } else {
-        top_excerpt
-    };
-    let mut lang = spyglass::model::lang::detect(&format!("{}\n{}", c.title, c.text));
-    if lang == "und" {
-        if let Some(hint) = &c.lang_hint {
-            lang = hint.clone();
-        }
-    }
-    TriageRecord {
-        rank,
-        id: short_id(&c.keys[0]),
-        title: c.title.clone(),
-        link: c.link.clone(),
-        time: now_rfc3339(c.published.unwrap_or(now)),
-        score: round4(s.score),
-        top_topic: model.classifier.topics[s.top].clone(),
-        topics,
-        scores,
-        excerpt: top_excerpt,
-        evidence,
-        lang,
-        content: c.content,
-        sources,
-        model: model.model_name.clone(),
-        truncated: s.embedding.truncated,
-    }
 }
 
 fn write_output(
