@@ -1,7 +1,7 @@
 //! Scoring predictions against hand labels: per-topic and overall metrics, calibration error,
 //! seeded bootstrap confidence intervals, slices, error analysis, and paired comparisons.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
@@ -458,6 +458,86 @@ pub fn compare(
         })
         .collect();
     Ok((out, pairs.len()))
+}
+
+/// Articles longer than this many encoder tokens fall in the `long` length slice.
+pub const LONG_TOKENS: usize = 512;
+
+/// `long`, `short`, or `unknown` without a tokenizer.
+pub fn length_bucket(
+    tokenizer: Option<&crate::encoder::ArticleTokenizer>,
+    doc: crate::encoder::Document<'_>,
+) -> String {
+    match tokenizer.and_then(|t| t.count_tokens(doc).ok()) {
+        Some(n) if n > LONG_TOKENS => "long".into(),
+        Some(_) => "short".into(),
+        None => "unknown".into(),
+    }
+}
+
+fn gold_of(article: &crate::io::data::LabelledArticle, topics: &[String]) -> Vec<bool> {
+    topics.iter().map(|t| article.labels.contains(t)).collect()
+}
+
+/// Scores embedded hand-labelled articles with a classifier; also returns its thresholds.
+pub fn score_labelled(
+    classifier: &crate::model::classify::Classifier,
+    tokenizer: Option<&crate::encoder::ArticleTokenizer>,
+    articles: &[crate::io::data::LabelledArticle],
+    embeddings: &[crate::encoder::ArticleEmbedding],
+) -> (Vec<ArticleResult>, Option<Vec<f32>>) {
+    let mut thresholds = None;
+    let results = articles
+        .iter()
+        .zip(embeddings)
+        .map(|(article, embedding)| {
+            let p = classifier.predict(embedding, article.document());
+            thresholds.get_or_insert_with(|| p.thresholds.clone());
+            ArticleResult {
+                id: article.id.clone(),
+                lang: article.lang.clone(),
+                source: article.source.clone(),
+                length: length_bucket(tokenizer, article.document()),
+                gold: gold_of(article, &classifier.topics),
+                predicted: p.assigned.clone(),
+                probs: Some(p.probs.clone()),
+                excerpts: p
+                    .evidence
+                    .iter()
+                    .map(|e| {
+                        e.map(|(_, span)| crate::model::classify::excerpt(&article.text, span, 200))
+                            .unwrap_or_default()
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    (results, thresholds)
+}
+
+/// Results from a predictions file's lines, one per labelled article (each must have one).
+pub fn results_from_predictions(
+    by_id: &HashMap<String, crate::eval::predictions::ArticlePrediction>,
+    articles: &[crate::io::data::LabelledArticle],
+    topics: &[String],
+    tokenizer: Option<&crate::encoder::ArticleTokenizer>,
+) -> Vec<ArticleResult> {
+    articles
+        .iter()
+        .map(|a| {
+            let prediction = &by_id[&a.id];
+            ArticleResult {
+                id: a.id.clone(),
+                lang: a.lang.clone(),
+                source: a.source.clone(),
+                length: length_bucket(tokenizer, a.document()),
+                gold: gold_of(a, topics),
+                predicted: prediction.predicted.clone(),
+                probs: prediction.probs.clone(),
+                excerpts: vec![String::new(); topics.len()],
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! reports.
 
 pub mod evaluate;
+pub mod gates;
 pub mod metrics;
 pub mod predictions;
 pub mod report;

@@ -129,7 +129,7 @@ pub enum LoadError {
     },
     #[error("{0}; pass the bundle's encoder with `--encoder`, retrain, or accept shifted scores with `--allow-encoder-mismatch`")]
     EncoderMismatch(String),
-    #[error("`{topic}` is not a topic of taxonomy `{taxonomy}`; known: {known}")]
+    #[error("`--topics` names `{topic}`, which is not in taxonomy `{taxonomy}`; known: {known}")]
     UnknownTopic {
         topic: String,
         taxonomy: String,

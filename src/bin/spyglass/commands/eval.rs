@@ -10,15 +10,12 @@ use super::model::load_model;
 use super::train::embed_labelled;
 use super::Outcome;
 use crate::cli::EvalArgs;
-use spyglass::encoder::{ArticleTokenizer, Document};
+use spyglass::encoder::ArticleTokenizer;
 use spyglass::eval::evaluate::{self, ArticleResult, EvalReport, Provenance, SCHEMA};
+use spyglass::eval::gates::{parse_gates, Gate};
 use spyglass::io::data::LabelledArticle;
 use spyglass::io::output::Output;
-use spyglass::model::classify::excerpt;
 use spyglass::model::taxonomy::{sha256_hex, Taxonomy};
-
-/// Articles longer than this many encoder tokens fall in the `long` length slice.
-const LONG_TOKENS: usize = 512;
 
 pub fn run(args: &EvalArgs) -> anyhow::Result<Outcome> {
     if !args.compare.is_empty() {
@@ -33,7 +30,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<Outcome> {
     }
     let taxonomy = Taxonomy::load(&args.model.taxonomy)?;
     let topics: Vec<String> = taxonomy.ids().iter().map(|s| s.to_string()).collect();
-    for (key, _) in &gates {
+    for Gate { metric: key, .. } in &gates {
         if !matches!(key.as_str(), "macro_f1" | "micro_f1") && !topics.contains(key) {
             bail!("`--fail-under {key}=…`: `{key}` is neither macro_f1, micro_f1 nor a topic of the taxonomy ({})", topics.join(", "));
         }
@@ -131,49 +128,15 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<Outcome> {
 
 type Scored = (Vec<ArticleResult>, String, String, Option<Vec<f32>>);
 
-fn length_bucket(tokenizer: Option<&ArticleTokenizer>, doc: Document<'_>) -> String {
-    match tokenizer.and_then(|t| t.count_tokens(doc).ok()) {
-        Some(n) if n > LONG_TOKENS => "long".into(),
-        Some(_) => "short".into(),
-        None => "unknown".into(),
-    }
-}
-
-fn gold_of(article: &LabelledArticle, topics: &[String]) -> Vec<bool> {
-    topics.iter().map(|t| article.labels.contains(t)).collect()
-}
-
 fn from_model(args: &EvalArgs, articles: &[LabelledArticle]) -> anyhow::Result<Scored> {
     let mut model = load_model(&args.model, &args.encoder, &args.cache)?;
     let embeddings = embed_labelled(&mut model.encoder, articles, "embedding")?;
-    let topics = model.classifier.topics.clone();
-    let tokenizer = model.encoder.encoder.tokenizer();
-    let mut thresholds = None;
-    let results = articles
-        .iter()
-        .zip(&embeddings)
-        .map(|(article, embedding)| {
-            let p = model.classifier.predict(embedding, article.document());
-            thresholds.get_or_insert_with(|| p.thresholds.clone());
-            ArticleResult {
-                id: article.id.clone(),
-                lang: article.lang.clone(),
-                source: article.source.clone(),
-                length: length_bucket(Some(tokenizer), article.document()),
-                gold: gold_of(article, &topics),
-                predicted: p.assigned.clone(),
-                probs: Some(p.probs.clone()),
-                excerpts: p
-                    .evidence
-                    .iter()
-                    .map(|e| {
-                        e.map(|(_, span)| excerpt(&article.text, span, 200))
-                            .unwrap_or_default()
-                    })
-                    .collect(),
-            }
-        })
-        .collect();
+    let (results, thresholds) = evaluate::score_labelled(
+        &model.classifier,
+        Some(model.encoder.encoder.tokenizer()),
+        articles,
+        &embeddings,
+    );
     let model_sha256 = match &model.manifest {
         Some(_) => sha256_hex(&std::fs::read(
             args.model
@@ -234,22 +197,7 @@ fn from_predictions(
             "warning: no tokenizer for the length slices (pass `--encoder`); lengths are `unknown`"
         );
     }
-    let results = articles
-        .iter()
-        .map(|a| {
-            let prediction = &by_id[&a.id];
-            ArticleResult {
-                id: a.id.clone(),
-                lang: a.lang.clone(),
-                source: a.source.clone(),
-                length: length_bucket(tokenizer.as_ref(), a.document()),
-                gold: gold_of(a, topics),
-                predicted: prediction.predicted.clone(),
-                probs: prediction.probs.clone(),
-                excerpts: vec![String::new(); topics.len()],
-            }
-        })
-        .collect();
+    let results = evaluate::results_from_predictions(&by_id, articles, topics, tokenizer.as_ref());
     let extra = by_id.len().saturating_sub(articles.len());
     if extra > 0 {
         eprintln!("note: {extra} predictions have no labelled article and were ignored");
@@ -262,58 +210,20 @@ fn from_predictions(
     ))
 }
 
-fn parse_gates(specs: &[String]) -> anyhow::Result<Vec<(String, f64)>> {
-    specs
-        .iter()
-        .filter(|s| !s.trim().is_empty())
-        .map(|spec| {
-            let (key, value) = spec.split_once('=').with_context(|| {
-                format!("`--fail-under {spec}`: write METRIC=VALUE, e.g. macro_f1=0.80")
-            })?;
-            let value: f64 = value
-                .trim()
-                .parse()
-                .with_context(|| format!("`--fail-under {spec}`: `{value}` is not a number"))?;
-            if !(0.0..=1.0).contains(&value) {
-                bail!("`--fail-under {spec}`: a gate is a score from 0 to 1, not `{value}`");
-            }
-            Ok((key.trim().to_string(), value))
-        })
-        .collect()
-}
-
-fn check_gates(
-    gates: &[(String, f64)],
-    report: &EvalReport,
-    to_stderr: bool,
-) -> anyhow::Result<Outcome> {
-    let mut failed = false;
-    for (key, minimum) in gates {
-        let value = match key.as_str() {
-            "macro_f1" => report.overall.macro_f1,
-            "micro_f1" => report.overall.micro_f1,
-            topic => report
-                .per_topic
-                .iter()
-                .find(|t| t.topic == topic)
-                .map_or(0.0, |t| t.f1),
-        };
-        let ok = value >= *minimum;
-        failed |= !ok;
-        let line = format!(
-            "gate {key} >= {minimum:.3}: {value:.3} {}",
-            if ok { "ok" } else { "FAILED" }
-        );
+/// Prints each gate's result (to stderr when stdout carries JSON); exit 1 if any failed.
+fn check_gates(gates: &[Gate], report: &EvalReport, to_stderr: bool) -> anyhow::Result<Outcome> {
+    let results = spyglass::eval::gates::check_gates(gates, report)?;
+    for result in &results {
         if to_stderr {
-            eprintln!("{line}");
+            eprintln!("{result}");
         } else {
-            println!("{line}");
+            println!("{result}");
         }
     }
-    Ok(if failed {
-        Outcome::GateFailed
-    } else {
+    Ok(if results.iter().all(|r| r.passed) {
         Outcome::Ok
+    } else {
+        Outcome::GateFailed
     })
 }
 

@@ -1,8 +1,6 @@
 //! Loading the model for a command: flags into the library's choices, notices printed as
 //! warnings.
 
-use anyhow::Context;
-
 use crate::cli::{CacheArgs, EncoderArgs, ModelArgs};
 use spyglass::encoder::{EncoderSource, WindowOverrides};
 use spyglass::io::cache::CachedEncoder;
@@ -40,7 +38,7 @@ pub fn load_cached_encoder(
 
 /// `--topics` as a filter over the classifier's topics.
 pub fn topic_filter(model: &LoadedModel, topics: &[String]) -> anyhow::Result<Vec<bool>> {
-    model.topic_filter(topics).context("`--topics`")
+    Ok(model.topic_filter(topics)?)
 }
 
 /// Says once per run how many cache entries failed their checksum (and were recomputed).
