@@ -33,11 +33,7 @@ pub enum CacheError {
 
 /// Default cache file: `$XDG_CACHE_HOME/spyglass/embeddings.sqlite` (else `~/.cache/...`).
 pub fn default_cache_path() -> PathBuf {
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(|| PathBuf::from(".cache"));
-    base.join("spyglass").join("embeddings.sqlite")
+    crate::util::cache_dir().join("embeddings.sqlite")
 }
 
 /// Bumped whenever a code change alters embedding numerics, so that old cache entries miss.
@@ -155,18 +151,17 @@ pub(crate) fn from_blob(bytes: &[u8]) -> Vec<f32> {
 
 impl EmbeddingCache {
     pub fn open(path: &Path) -> Result<Self, CacheError> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| CacheError::Folder {
-                path: dir.to_path_buf(),
-                source,
-            })?;
-        }
         let err = |source| CacheError::Sqlite {
             path: path.to_path_buf(),
             source,
         };
-        let conn = Connection::open(path).map_err(err)?;
-        conn.busy_timeout(Duration::from_secs(60)).map_err(err)?;
+        let conn =
+            crate::util::open_sqlite(path, Duration::from_secs(60)).map_err(|e| match e {
+                crate::util::OpenError::Folder { path, source } => {
+                    CacheError::Folder { path, source }
+                }
+                crate::util::OpenError::Sqlite(source) => err(source),
+            })?;
         conn.execute_batch(
             "PRAGMA journal_mode=WAL;
              PRAGMA synchronous=NORMAL;

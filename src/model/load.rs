@@ -14,6 +14,7 @@ use crate::io::cache::{
 };
 use crate::model::bundle::{Bundle, BundleError, EncoderPin, Manifest};
 use crate::model::classify::{uncalibrated_zero_shot, zero_shot_head, Classifier, ScoredHead};
+use crate::model::defaults;
 use crate::model::taxonomy::{Taxonomy, TaxonomyError};
 
 /// The encoder every command uses when neither `--encoder` nor a bundle names one.
@@ -85,12 +86,23 @@ impl CacheChoice {
     }
 }
 
+/// Which bundle scores articles.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BundleChoice {
+    /// `models/default` in the working directory, else the one built into spyglass.
+    Default,
+    /// A bundle folder made by `spyglass train`.
+    At(PathBuf),
+    /// No bundle: the zero-shot head from the taxonomy's descriptions.
+    ZeroShot,
+}
+
 /// Which classifier scores articles.
 #[derive(Debug, Clone)]
 pub struct ModelChoice {
-    /// A bundle folder made by `spyglass train`; `None` scores with the zero-shot head.
-    pub bundle: Option<PathBuf>,
-    pub taxonomy: PathBuf,
+    pub bundle: BundleChoice,
+    /// `None`: `labels/taxonomy.toml` in the working directory, else the built-in one.
+    pub taxonomy: Option<PathBuf>,
     /// Use the bundle even if the encoder's weights differ from those it pins.
     pub allow_encoder_mismatch: bool,
 }
@@ -101,6 +113,8 @@ pub enum LoadError {
     Taxonomy(#[from] TaxonomyError),
     #[error(transparent)]
     Bundle(#[from] BundleError),
+    #[error(transparent)]
+    Defaults(#[from] crate::model::defaults::DefaultsError),
     #[error(transparent)]
     Cache(#[from] CacheError),
     #[error(transparent)]
@@ -168,6 +182,8 @@ pub struct LoadedModel {
     /// `name@version` of the bundle, or `zero-shot`; marked when the encoder is not f32.
     pub model_name: String,
     pub manifest: Option<Manifest>,
+    /// The bundle folder loaded (`None` for the zero-shot head).
+    pub bundle_dir: Option<PathBuf>,
 }
 
 impl LoadedModel {
@@ -265,9 +281,14 @@ pub fn load_model(
     cache: &CacheChoice,
     notice: &mut dyn FnMut(LoadNotice),
 ) -> Result<LoadedModel, LoadError> {
-    let taxonomy = Taxonomy::load(&model.taxonomy)?;
+    let taxonomy = Taxonomy::load(&defaults::taxonomy_or(model.taxonomy.as_deref())?)?;
     let topics: Vec<String> = taxonomy.ids().iter().map(|s| s.to_string()).collect();
-    let Some(bundle_dir) = &model.bundle else {
+    let bundle_dir = match &model.bundle {
+        BundleChoice::At(dir) => Some(dir.clone()),
+        BundleChoice::Default => Some(defaults::model_dir()?.0),
+        BundleChoice::ZeroShot => None,
+    };
+    let Some(bundle_dir) = bundle_dir else {
         let encoder = load_cached_encoder(enc, enc.source(), enc.windows, cache)?;
         let head =
             zero_shot_head(&encoder.encoder, &taxonomy, &topics).map_err(LoadError::ZeroShot)?;
@@ -281,9 +302,10 @@ pub fn load_model(
             taxonomy,
             model_name: with_precision("zero-shot".into(), enc.precision),
             manifest: None,
+            bundle_dir: None,
         });
     };
-    let bundle = Bundle::load(bundle_dir)?;
+    let bundle = Bundle::load(&bundle_dir)?;
     let new_topics = bundle.check_taxonomy(&taxonomy)?;
     let pin = &bundle.manifest.encoder;
     let windows = WindowOverrides {
@@ -353,5 +375,6 @@ pub fn load_model(
         taxonomy,
         model_name: with_precision(format!("{}@{}", m.name, m.version), enc.precision),
         manifest: Some(bundle.manifest),
+        bundle_dir: Some(bundle_dir),
     })
 }

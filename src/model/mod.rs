@@ -3,6 +3,7 @@
 
 pub mod bundle;
 pub mod classify;
+pub mod defaults;
 pub mod fit;
 pub mod head;
 pub mod lang;

@@ -29,7 +29,7 @@ pub struct Topic {
 
 #[derive(Debug, thiserror::Error)]
 pub enum TaxonomyError {
-    #[error("cannot read taxonomy `{path}`: {source}; pass `--taxonomy FILE` (default labels/taxonomy.toml, relative to the repository root)")]
+    #[error("cannot read taxonomy `{path}`: {source}; pass `--taxonomy FILE` (default: `labels/taxonomy.toml` in the working directory, else the taxonomy built into spyglass)")]
     Read {
         path: PathBuf,
         source: std::io::Error,
@@ -94,10 +94,7 @@ impl Taxonomy {
     }
 }
 
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    hex::encode(Sha256::digest(bytes))
-}
+pub use crate::util::sha256_hex;
 
 #[cfg(test)]
 mod tests {

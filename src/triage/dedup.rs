@@ -1,7 +1,7 @@
 //! De-duplication of feed items: canonical URLs (tracking parameters and fragments dropped),
 //! identity keys per item, and grouping of near-duplicate stories by embedding similarity.
 
-use sha2::{Digest, Sha256};
+use crate::util::sha256_hex;
 
 /// Query parameters that only track where a click came from; dropped from canonical URLs.
 const TRACKING_PARAMS: &[&str] = &[
@@ -82,21 +82,15 @@ pub fn item_keys(
         keys.push(format!("url:{c}"));
     }
     if keys.is_empty() {
-        let mut h = Sha256::new();
-        h.update(title.as_bytes());
-        h.update([0u8]);
-        h.update(text.as_bytes());
-        keys.push(format!(
-            "content:{feed_key}\u{1f}{}",
-            hex::encode(h.finalize())
-        ));
+        let content = [title.as_bytes(), &[0u8], text.as_bytes()].concat();
+        keys.push(format!("content:{feed_key}\u{1f}{}", sha256_hex(&content)));
     }
     keys
 }
 
 /// A short stable id for an item, from its first key.
 pub fn short_id(key: &str) -> String {
-    hex::encode(&Sha256::digest(key.as_bytes())[..8])
+    sha256_hex(key.as_bytes())[..16].to_string()
 }
 
 /// Cosine similarity of two vectors (0 when either is all zeros).

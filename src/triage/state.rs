@@ -33,12 +33,7 @@ pub enum StateError {
 
 /// Default state file: `$XDG_DATA_HOME/spyglass/triage.sqlite` (else `~/.local/share/...`).
 pub fn default_state_path() -> PathBuf {
-    let base = std::env::var_os("XDG_DATA_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local").join("share")))
-        .unwrap_or_else(|| PathBuf::from(".local/share"));
-    base.join("spyglass").join("triage.sqlite")
+    crate::util::data_dir().join("triage.sqlite")
 }
 
 /// What became of an item.
@@ -126,18 +121,17 @@ fn timestamp(t: DateTime<Utc>) -> String {
 
 impl State {
     pub fn open(path: &Path) -> Result<Self, StateError> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| StateError::Folder {
-                path: dir.to_path_buf(),
-                source,
-            })?;
-        }
         let err = |source| StateError::Sqlite {
             path: path.to_path_buf(),
             source,
         };
-        let conn = Connection::open(path).map_err(err)?;
-        conn.busy_timeout(Duration::from_secs(30)).map_err(err)?;
+        let conn =
+            crate::util::open_sqlite(path, Duration::from_secs(30)).map_err(|e| match e {
+                crate::util::OpenError::Folder { path, source } => {
+                    StateError::Folder { path, source }
+                }
+                crate::util::OpenError::Sqlite(source) => err(source),
+            })?;
         let found: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(err)?;

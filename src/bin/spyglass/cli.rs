@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use spyglass::encoder::{EncoderSource, WindowOverrides};
-use spyglass::model::load::{CacheChoice, EncoderChoice, ModelChoice};
+use spyglass::model::load::{BundleChoice, CacheChoice, EncoderChoice, ModelChoice};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -111,15 +111,17 @@ impl CacheArgs {
 /// Which classifier scores the articles.
 #[derive(Debug, Args, Clone)]
 pub struct ModelArgs {
-    /// Model bundle folder made by `spyglass train`.
-    #[arg(long, default_value = "models/default", conflicts_with = "zero_shot")]
-    pub model: PathBuf,
+    /// Model bundle folder made by `spyglass train` [default: `models/default` in the working
+    /// directory, else the model built into spyglass].
+    #[arg(long, conflicts_with = "zero_shot")]
+    pub model: Option<PathBuf>,
     /// Score with the zero-shot head built from the taxonomy's descriptions (no bundle).
     #[arg(long)]
     pub zero_shot: bool,
-    /// Topic taxonomy.
-    #[arg(long, default_value = "labels/taxonomy.toml")]
-    pub taxonomy: PathBuf,
+    /// Topic taxonomy [default: `labels/taxonomy.toml` in the working directory, else the
+    /// taxonomy built into spyglass].
+    #[arg(long)]
+    pub taxonomy: Option<PathBuf>,
     /// Use the bundle even if the encoder's weights differ from those it was trained with.
     #[arg(long)]
     pub allow_encoder_mismatch: bool,
@@ -128,7 +130,11 @@ pub struct ModelArgs {
 impl ModelArgs {
     pub fn choice(&self) -> ModelChoice {
         ModelChoice {
-            bundle: (!self.zero_shot).then(|| self.model.clone()),
+            bundle: match (&self.model, self.zero_shot) {
+                (_, true) => BundleChoice::ZeroShot,
+                (Some(dir), false) => BundleChoice::At(dir.clone()),
+                (None, false) => BundleChoice::Default,
+            },
             taxonomy: self.taxonomy.clone(),
             allow_encoder_mismatch: self.allow_encoder_mismatch,
         }
@@ -211,9 +217,10 @@ pub struct TrainArgs {
     /// A lexical n-gram must occur in at least this many training articles.
     #[arg(long, default_value_t = 2)]
     pub min_df: usize,
-    /// Topic taxonomy.
-    #[arg(long, default_value = "labels/taxonomy.toml")]
-    pub taxonomy: PathBuf,
+    /// Topic taxonomy [default: `labels/taxonomy.toml` in the working directory, else the
+    /// taxonomy built into spyglass].
+    #[arg(long)]
+    pub taxonomy: Option<PathBuf>,
     /// AdamW learning rate (`linear` head only).
     #[arg(long, default_value_t = 3e-3)]
     pub learning_rate: f64,
@@ -266,9 +273,10 @@ pub struct DataCheckArgs {
     /// Labelled JSONL files (fields id, lang, title, text, labels, source; optional note, tags).
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
-    /// Topic taxonomy to validate labels against.
-    #[arg(long, default_value = "labels/taxonomy.toml")]
-    pub taxonomy: PathBuf,
+    /// Topic taxonomy to validate labels against [default: `labels/taxonomy.toml` in the working
+    /// directory, else the taxonomy built into spyglass].
+    #[arg(long)]
+    pub taxonomy: Option<PathBuf>,
     /// Whose tokenizer counts tokens for the length buckets.
     #[command(flatten)]
     pub tokenizer: EncoderSourceArgs,

@@ -17,7 +17,9 @@ const NEAR_DUPLICATE_THRESHOLD: f64 = 0.5;
 const LONG_TOKENS: usize = 512;
 
 pub fn check(args: &DataCheckArgs) -> anyhow::Result<Outcome> {
-    let taxonomy = Taxonomy::load(&args.taxonomy)?;
+    let taxonomy = Taxonomy::load(&spyglass::model::defaults::taxonomy_or(
+        args.taxonomy.as_deref(),
+    )?)?;
     let files: Vec<LoadedFile> = args
         .files
         .iter()

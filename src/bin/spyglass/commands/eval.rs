@@ -28,7 +28,9 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<Outcome> {
             args.bootstrap
         );
     }
-    let taxonomy = Taxonomy::load(&args.model.taxonomy)?;
+    let taxonomy = Taxonomy::load(&spyglass::model::defaults::taxonomy_or(
+        args.model.taxonomy.as_deref(),
+    )?)?;
     let topics: Vec<String> = taxonomy.ids().iter().map(|s| s.to_string()).collect();
     for Gate { metric: key, .. } in &gates {
         if !matches!(key.as_str(), "macro_f1" | "micro_f1") && !topics.contains(key) {
@@ -137,12 +139,14 @@ fn from_model(args: &EvalArgs, articles: &[LabelledArticle]) -> anyhow::Result<S
         articles,
         &embeddings,
     );
-    let model_sha256 = match &model.manifest {
-        Some(_) => sha256_hex(&std::fs::read(
-            args.model
-                .model
-                .join(spyglass::model::bundle::MANIFEST_FILE),
-        )?),
+    let model_sha256 = match &model.bundle_dir {
+        Some(dir) => {
+            let manifest = dir.join(spyglass::model::bundle::MANIFEST_FILE);
+            sha256_hex(
+                &std::fs::read(&manifest)
+                    .with_context(|| format!("cannot read `{}`", manifest.display()))?,
+            )
+        }
         None => sha256_hex(format!("zero-shot:{}", model.taxonomy.hash).as_bytes()),
     };
     eprintln!(

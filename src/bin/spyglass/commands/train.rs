@@ -88,7 +88,9 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<Outcome> {
     // Every flag is checked before anything is read or embedded.
     let plan = plan(args);
     plan.check()?;
-    let taxonomy = Taxonomy::load(&args.taxonomy)?;
+    let taxonomy = Taxonomy::load(&spyglass::model::defaults::taxonomy_or(
+        args.taxonomy.as_deref(),
+    )?)?;
     let train = read_labelled(&args.train, &taxonomy)?;
     let dev = read_labelled(&args.dev, &taxonomy)?;
     if args.folds > train.len() {
