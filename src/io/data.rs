@@ -1,10 +1,14 @@
 //! Hand-labelled article files: schema validation against the taxonomy, duplicate and
 //! near-duplicate detection, and corpus counts.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
+use std::fmt::Write as _;
+
 use serde::Serialize;
+
+use crate::encoder::ArticleTokenizer;
 
 pub use crate::io::records::LabelledArticle;
 use crate::model::taxonomy::Taxonomy;
@@ -51,7 +55,16 @@ pub enum DataError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot tokenize `{id}`")]
+    Tokenize {
+        id: String,
+        #[source]
+        source: Box<crate::encoder::EncoderError>,
+    },
 }
+
+/// Articles longer than this many encoder tokens are "long" (they need more than one window).
+pub const LONG_TOKENS: usize = 512;
 
 /// Reads and validates one labelled JSONL file; invalid records are reported, not fatal.
 pub fn load_file(path: &Path, taxonomy: &Taxonomy) -> Result<LoadedFile, DataError> {
@@ -264,6 +277,159 @@ pub fn duplicate_ids(files: &[LoadedFile]) -> Vec<(String, Vec<String>)> {
         .filter(|(_, p)| p.len() > 1)
         .map(|(id, p)| (id.to_string(), p))
         .collect()
+}
+
+fn median(values: &mut [usize]) -> usize {
+    if values.is_empty() {
+        return 0;
+    }
+    values.sort_unstable();
+    values[values.len() / 2]
+}
+
+/// Words of a text; CJK scripts count two letters as one word since they use no spaces.
+pub fn word_count(text: &str, lang: &str) -> usize {
+    if matches!(lang, "ja" | "zh") {
+        text.chars().filter(|c| c.is_alphabetic()).count() / 2
+    } else {
+        text.split_whitespace().count()
+    }
+}
+
+/// Markdown tables: per-file summary, languages and topics. Token counts need `tokenizer`;
+/// without one the long column says `n/a`.
+pub fn counts_report(
+    files: &[LoadedFile],
+    taxonomy: &Taxonomy,
+    tokenizer: Option<&ArticleTokenizer>,
+) -> Result<String, DataError> {
+    // Tokenize first, so the rendering below cannot fail.
+    let mut long_counts = Vec::with_capacity(files.len());
+    for file in files {
+        long_counts.push(match tokenizer {
+            Some(t) => {
+                let mut n = 0;
+                for article in &file.articles {
+                    let tokens = t.count_tokens(article.document()).map_err(|source| {
+                        DataError::Tokenize {
+                            id: article.id.clone(),
+                            source: Box::new(source),
+                        }
+                    })?;
+                    n += usize::from(tokens > LONG_TOKENS);
+                }
+                n.to_string()
+            }
+            None => "n/a".into(),
+        });
+    }
+    Ok(render_counts(files, taxonomy, &long_counts).expect("formatting into a String cannot fail"))
+}
+
+fn render_counts(
+    files: &[LoadedFile],
+    taxonomy: &Taxonomy,
+    long_counts: &[String],
+) -> Result<String, std::fmt::Error> {
+    let mut out = String::new();
+    let name = |f: &LoadedFile| {
+        f.path.file_name().map_or_else(
+            || f.path.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        )
+    };
+    writeln!(out, "\n### Articles per file\n")?;
+    writeln!(out, "| file | articles | none | hard negatives | 2+ topics | long (>{LONG_TOKENS} tokens) | page noise | subtle | words min / median / max |")?;
+    writeln!(out, "|---|---|---|---|---|---|---|---|---|")?;
+    for (index, file) in files.iter().enumerate() {
+        let a = &file.articles;
+        let tagged = |tag: &str| a.iter().filter(|x| x.tags.iter().any(|t| t == tag)).count();
+        let mut words: Vec<usize> = a.iter().map(|x| word_count(&x.text, &x.lang)).collect();
+        let long = &long_counts[index];
+        let (min, max) = (
+            words.iter().min().copied().unwrap_or(0),
+            words.iter().max().copied().unwrap_or(0),
+        );
+        writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} / {} / {} |",
+            name(file),
+            a.len(),
+            a.iter().filter(|x| x.labels.is_empty()).count(),
+            tagged("hard_negative"),
+            a.iter().filter(|x| x.labels.len() >= 2).count(),
+            long,
+            tagged("noise"),
+            tagged("subtle"),
+            min,
+            median(&mut words),
+            max
+        )?;
+    }
+
+    let langs: BTreeSet<&str> = files
+        .iter()
+        .flat_map(|f| f.articles.iter().map(|a| a.lang.as_str()))
+        .collect();
+    writeln!(out, "\n### Articles per language\n")?;
+    writeln!(
+        out,
+        "| file | {} | total |",
+        langs.iter().copied().collect::<Vec<_>>().join(" | ")
+    )?;
+    writeln!(out, "|---|{}---|", "---|".repeat(langs.len()))?;
+    let mut totals: BTreeMap<&str, usize> = BTreeMap::new();
+    for file in files {
+        let mut row = format!("| {} |", name(file));
+        for lang in &langs {
+            let n = file.articles.iter().filter(|a| a.lang == *lang).count();
+            *totals.entry(lang).or_default() += n;
+            write!(row, " {n} |")?;
+        }
+        writeln!(out, "{row} {} |", file.articles.len())?;
+    }
+    let all: usize = totals.values().sum();
+    writeln!(
+        out,
+        "| **all** | {} | {all} |",
+        langs
+            .iter()
+            .map(|l| totals[l].to_string())
+            .collect::<Vec<_>>()
+            .join(" | ")
+    )?;
+
+    writeln!(
+        out,
+        "\n### Positives per topic (languages with at least one positive)\n"
+    )?;
+    let names: Vec<String> = files.iter().map(name).collect();
+    writeln!(out, "| topic | {} | all |", names.join(" | "))?;
+    writeln!(out, "|---|{}---|", "---|".repeat(files.len()))?;
+    for topic in taxonomy.ids().into_iter().chain(std::iter::once("none")) {
+        let mut row = format!("| `{topic}` |");
+        let mut total = 0;
+        let mut all_langs = BTreeSet::new();
+        for file in files {
+            let hits: Vec<_> = file
+                .articles
+                .iter()
+                .filter(|a| {
+                    if topic == "none" {
+                        a.labels.is_empty()
+                    } else {
+                        a.labels.iter().any(|l| l == topic)
+                    }
+                })
+                .collect();
+            let file_langs: BTreeSet<&str> = hits.iter().map(|a| a.lang.as_str()).collect();
+            all_langs.extend(file_langs.iter().copied());
+            total += hits.len();
+            write!(row, " {} ({} langs) |", hits.len(), file_langs.len())?;
+        }
+        writeln!(out, "{row} {total} ({} langs) |", all_langs.len())?;
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

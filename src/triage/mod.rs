@@ -10,5 +10,4 @@ pub mod render;
 pub mod state;
 pub mod timespec;
 
-pub use render::DigestFormat;
 pub use timespec::{parse_duration, parse_since, Since};

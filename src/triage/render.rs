@@ -3,16 +3,6 @@
 pub use crate::io::records::{Source, TriageRecord};
 use crate::util::html::escape as html_escape;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum DigestFormat {
-    /// One JSON object per ranked story.
-    Jsonl,
-    /// A Markdown digest.
-    Markdown,
-    /// A self-contained HTML page.
-    Html,
-}
-
 /// Facts about a run shown at the top of a digest.
 pub struct DigestHeader<'a> {
     pub generated: String,

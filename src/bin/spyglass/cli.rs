@@ -402,8 +402,8 @@ pub struct TriageArgs {
     #[arg(long, short, default_value = "-")]
     pub output: String,
     /// Output format: JSONL records, or a Markdown or HTML digest.
-    #[arg(long, value_enum, default_value_t = spyglass::triage::DigestFormat::Jsonl)]
-    pub format: spyglass::triage::DigestFormat,
+    #[arg(long, value_enum, default_value_t = DigestFormat::Jsonl)]
+    pub format: DigestFormat,
     /// Download each new item's page and extract the story text (else the feed's own content).
     #[arg(long)]
     pub fetch_articles: bool,
@@ -444,6 +444,17 @@ pub struct TriageArgs {
     pub encoder: EncoderArgs,
     #[command(flatten)]
     pub cache: CacheArgs,
+}
+
+/// How `triage` writes its ranked stories.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DigestFormat {
+    /// One JSON object per ranked story.
+    Jsonl,
+    /// A Markdown digest.
+    Markdown,
+    /// A self-contained HTML page.
+    Html,
 }
 
 #[cfg(test)]

@@ -13,13 +13,14 @@ use chrono::{DateTime, Utc};
 
 use super::model::load_model;
 use super::Outcome;
+use crate::cli::DigestFormat;
 use crate::cli::TriageArgs;
 use spyglass::io::output::Output;
 use spyglass::model::load::LoadedModel;
 use spyglass::triage::cycle::{run_cycle, CycleSettings, CycleSummary};
 use spyglass::triage::feeds::{read_feeds_file, resolve_source, FeedEntry, FeedSource};
 use spyglass::triage::fetch::{netloc, AddressPolicy, Fetcher};
-use spyglass::triage::render::{self, DigestFormat, DigestHeader, TriageRecord};
+use spyglass::triage::render::{self, DigestHeader, TriageRecord};
 use spyglass::triage::state::{default_state_path, State};
 use spyglass::triage::timespec::format_duration;
 
