@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use candle_core::Device;
 use spyglass::encoder::isa::{self, Isa};
 use spyglass::encoder::{
     default_device, Document, Encoder, EncoderSource, Precision, WindowOverrides,
@@ -104,6 +105,12 @@ fn check_reference(precision: Precision, level: Isa, min_cosine: f32) -> Vec<Vec
     let dir = model_dir();
     assert!(Path::new(&dir).is_dir(), "missing {dir}");
     let encoder = load_encoder_for(precision, level);
+    check_encoder(&encoder, &format!("{precision:?} {level}"), min_cosine).0
+}
+
+/// Embeds every fixture input with `encoder`, checks token ids and cosine to the reference,
+/// and returns the embeddings and the lowest cosine.
+fn check_encoder(encoder: &Encoder, label: &str, min_cosine: f32) -> (Vec<Vec<f32>>, f32) {
     let prefix = encoder.settings().prefix.clone();
     assert_eq!(prefix, "passage: ");
     let mut texts = Vec::new();
@@ -126,7 +133,9 @@ fn check_reference(precision: Precision, level: Isa, min_cosine: f32) -> Vec<Vec
         .map(|t| encoder.reference_ids(t).unwrap())
         .collect();
     let refs: Vec<&[u32]> = windows.iter().map(Vec::as_slice).collect();
+    let started = std::time::Instant::now();
     let vectors = encoder.embed_windows(&refs, 4).unwrap();
+    let elapsed = started.elapsed();
     let mut worst = f32::MAX;
     for (i, ((ids, reference), (got_ids, got))) in expected
         .iter()
@@ -142,16 +151,30 @@ fn check_reference(precision: Precision, level: Isa, min_cosine: f32) -> Vec<Vec
         worst = worst.min(cos);
         assert!(
             cos >= min_cosine,
-            "{precision:?} {level} entry {i} cosine {cos} < {min_cosine}: {:?}",
+            "{label} entry {i} cosine {cos} < {min_cosine}: {:?}",
             texts[i]
         );
     }
     eprintln!(
-        "{precision:?} {level}: {} reference entries, lowest cosine {worst:.6} (1 - cosine {:.1e})",
+        "{label}: {} reference entries, lowest cosine {worst:.6} (1 - cosine {:.1e}), embedded in {elapsed:.2?} (one run)",
         expected.len(),
         1.0 - worst
     );
-    vectors
+    (vectors, worst)
+}
+
+#[test]
+fn candle_path_on_the_cpu_matches_pytorch_reference() {
+    // The candle path (what runs on CUDA) on the CPU: the portable reference must reach the
+    // same bound as the fused CPU path, or a GPU run would embed differently.
+    let dir = model_dir();
+    assert!(Path::new(&dir).is_dir(), "missing {dir}");
+    let files = EncoderSource::local(dir).resolve().expect("resolves");
+    let encoder = Encoder::load_candle(files, WindowOverrides::default(), &Device::Cpu)
+        .expect("candle encoder loads");
+    assert_eq!(encoder.compute_path(), "candle-f32");
+    let (_, worst) = check_encoder(&encoder, "candle f32 (CPU)", MIN_COSINE_F32);
+    assert!(worst >= MIN_COSINE_F32);
 }
 
 #[test]

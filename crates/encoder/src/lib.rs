@@ -119,7 +119,7 @@ pub struct Encoder {
 enum Backend {
     /// The fused CPU forward pass (`cpu.rs`).
     Cpu(Box<CpuEncoder>),
-    /// candle tensor operations, on a GPU.
+    /// candle tensor operations: on a GPU, or on the CPU as the portable reference.
     Candle(BertEncoder),
 }
 
@@ -335,15 +335,30 @@ impl Encoder {
             if precision != Precision::F32 {
                 return Err(EncoderError::CpuOnlyPrecision(precision.as_str()));
             }
-            // SAFETY: as above.
-            let vb =
-                unsafe { VarBuilder::from_mmaped_safetensors(&files.weights, DType::F32, device) }
-                    .map_err(weights_error)?;
-            Backend::Candle(BertEncoder::load(vb, &config).map_err(weights_error)?)
+            Backend::Candle(load_candle_model(&files, &config, device)?)
         };
         Ok(Self {
             model,
             precision,
+            tokenizer,
+            config,
+            files,
+        })
+    }
+
+    /// Loads the encoder on candle's tensor operations on `device` (f32), the CPU included:
+    /// the portable reference the fused CPU path is checked against, and the GPU path.
+    pub fn load_candle(
+        files: EncoderFiles,
+        windows: WindowOverrides,
+        device: &Device,
+    ) -> Result<Self, EncoderError> {
+        let config = read_config(&files)?;
+        let tokenizer = ArticleTokenizer::load(&files, windows, config.max_input_tokens())?;
+        let model = load_candle_model(&files, &config, device)?;
+        Ok(Self {
+            model: Backend::Candle(model),
+            precision: Precision::F32,
             tokenizer,
             config,
             files,
@@ -532,7 +547,23 @@ impl Encoder {
     }
 }
 
-/// Pads a batch and runs candle's encoder (the GPU path).
+/// Memory-maps the weights and builds candle's encoder on `device`, in f32.
+fn load_candle_model(
+    files: &EncoderFiles,
+    config: &Config,
+    device: &Device,
+) -> Result<BertEncoder, EncoderError> {
+    let weights_error = |source| EncoderError::Weights {
+        paths: describe_paths(&files.weights),
+        source,
+    };
+    // SAFETY: the weight files are memory-mapped read-only; spyglass never writes to them.
+    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files.weights, DType::F32, device) }
+        .map_err(weights_error)?;
+    BertEncoder::load(vb, config).map_err(weights_error)
+}
+
+/// Pads a batch and runs candle's encoder (the GPU path, or the CPU reference).
 fn candle_forward_batch(
     model: &BertEncoder,
     seqs: &[&[u32]],
