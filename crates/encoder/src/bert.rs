@@ -1,11 +1,15 @@
-//! BERT-family transformer encoder (BERT and XLM-RoBERTa checkpoints) with a fused QKV projection.
+//! BERT-family encoders (BERT and XLM-RoBERTa checkpoints): the `config.json` fields both forward
+//! passes read, the candle path as a thin wrapper over candle-transformers' `BertModel` and
+//! `XLMRobertaModel`, and the pooling that turns its hidden states into embeddings.
 //!
-//! Mirrors `transformers`' `BertModel` / `XLMRobertaModel` (post-LayerNorm, GELU) in candle's style:
-//! `load(vb, &config)` and `forward`. The two architectures differ only in tensor prefixes and in
-//! where position ids start (XLM-R counts from `pad_token_id + 1`), so one implementation serves both.
+//! The two architectures differ only in tensor prefixes and in where position ids start (XLM-R
+//! counts from `pad_token_id + 1`); candle-transformers implements each, so spyglass keeps only
+//! the choice between them and the mapping from one `config.json` to their configs.
 
-use candle_core::{DType, Device, Module, Result, Tensor, D};
-use candle_nn::{embedding, layer_norm, Embedding, LayerNorm, VarBuilder};
+use candle_core::{DType, Device, Result, Tensor, D};
+use candle_nn::{Activation, VarBuilder};
+use candle_transformers::models::bert::{self, BertModel, HiddenAct};
+use candle_transformers::models::xlm_roberta::{self, XLMRobertaModel};
 use serde::Deserialize;
 
 /// The fields of a checkpoint's `config.json` that the encoder needs.
@@ -65,222 +69,74 @@ impl Config {
         }
     }
 
-    fn position_offset(&self) -> usize {
-        match self.architecture() {
-            Architecture::Bert => 0,
-            Architecture::XlmRoberta => self.pad_token_id + 1,
-        }
-    }
-}
-
-struct Embeddings {
-    word: Embedding,
-    position: Embedding,
-    token_type: Embedding,
-    norm: LayerNorm,
-    position_offset: usize,
-}
-
-impl Embeddings {
-    fn load(vb: VarBuilder, config: &Config) -> Result<Self> {
-        Ok(Self {
-            word: embedding(
-                config.vocab_size,
-                config.hidden_size,
-                vb.pp("word_embeddings"),
-            )?,
-            position: embedding(
-                config.max_position_embeddings,
-                config.hidden_size,
-                vb.pp("position_embeddings"),
-            )?,
-            token_type: embedding(
-                config.type_vocab_size,
-                config.hidden_size,
-                vb.pp("token_type_embeddings"),
-            )?,
-            norm: layer_norm(
-                config.hidden_size,
-                config.layer_norm_eps,
-                vb.pp("LayerNorm"),
-            )?,
-            position_offset: config.position_offset(),
+    /// candle-transformers' BERT config. Dropout and initialisation fields do not affect
+    /// inference, so they keep its defaults.
+    fn bert_config(&self) -> Result<bert::Config> {
+        let hidden_act = match self.activation()? {
+            Activation::Gelu => HiddenAct::Gelu,
+            Activation::NewGelu => HiddenAct::GeluApproximate,
+            Activation::Relu => HiddenAct::Relu,
+            other => candle_core::bail!("no BERT activation for {other:?}"),
+        };
+        Ok(bert::Config {
+            vocab_size: self.vocab_size,
+            hidden_size: self.hidden_size,
+            num_hidden_layers: self.num_hidden_layers,
+            num_attention_heads: self.num_attention_heads,
+            intermediate_size: self.intermediate_size,
+            hidden_act,
+            max_position_embeddings: self.max_position_embeddings,
+            type_vocab_size: self.type_vocab_size,
+            layer_norm_eps: self.layer_norm_eps,
+            pad_token_id: self.pad_token_id,
+            model_type: self.model_type.clone(),
+            ..bert::Config::default()
         })
     }
 
-    /// `input_ids`: (batch, seq). Token types are all zero for single-segment inputs.
-    fn forward(&self, input_ids: &Tensor) -> Result<Tensor> {
-        let (_, seq_len) = input_ids.dims2()?;
-        let start = self.position_offset as u32;
-        let positions = Tensor::arange(start, start + seq_len as u32, input_ids.device())?;
-        let words = self.word.forward(input_ids)?;
-        let positions = self.position.forward(&positions)?;
-        let token_type = self.token_type.embeddings().get(0)?;
-        let summed = words.broadcast_add(&(positions.broadcast_add(&token_type))?)?;
-        self.norm.forward(&summed)
-    }
-}
-
-/// Self-attention with Q, K and V computed by one matrix product.
-struct Attention {
-    qkv: Linear,
-    output: Linear,
-    norm: LayerNorm,
-    num_heads: usize,
-    head_dim: usize,
-}
-
-/// A dense layer whose weight is stored transposed, (in, out) and contiguous, so every product
-/// is a plain row-major matrix multiply with no per-call transposition.
-struct Linear {
-    weight_t: Tensor,
-    bias: Tensor,
-}
-
-impl Linear {
-    /// From a `transformers` weight of shape (out, in).
-    fn new(weight: Tensor, bias: Tensor) -> Result<Self> {
-        Ok(Self {
-            weight_t: weight.t()?.contiguous()?,
-            bias,
+    /// candle-transformers' XLM-R config (it has no defaults; dropout is unused at inference).
+    fn xlm_roberta_config(&self) -> Result<xlm_roberta::Config> {
+        Ok(xlm_roberta::Config {
+            hidden_size: self.hidden_size,
+            layer_norm_eps: self.layer_norm_eps,
+            attention_probs_dropout_prob: 0.0,
+            hidden_dropout_prob: 0.0,
+            num_attention_heads: self.num_attention_heads,
+            position_embedding_type: "absolute".into(),
+            intermediate_size: self.intermediate_size,
+            hidden_act: self.activation()?,
+            num_hidden_layers: self.num_hidden_layers,
+            vocab_size: self.vocab_size,
+            max_position_embeddings: self.max_position_embeddings,
+            type_vocab_size: self.type_vocab_size,
+            pad_token_id: self.pad_token_id as u32,
         })
     }
 
-    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        xs.matmul(&self.weight_t)?.broadcast_add(&self.bias)
-    }
-}
-
-fn load_linear(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Linear> {
-    let weight = vb.get((out_dim, in_dim), "weight")?;
-    let bias = vb.get(out_dim, "bias")?;
-    Linear::new(weight, bias)
-}
-
-impl Attention {
-    fn load(vb: VarBuilder, config: &Config) -> Result<Self> {
-        let hidden = config.hidden_size;
-        let own = vb.pp("self");
-        let mut weights = Vec::with_capacity(3);
-        let mut biases = Vec::with_capacity(3);
-        for name in ["query", "key", "value"] {
-            weights.push(own.pp(name).get((hidden, hidden), "weight")?);
-            biases.push(own.pp(name).get(hidden, "bias")?);
-        }
-        let qkv = Linear::new(Tensor::cat(&weights, 0)?, Tensor::cat(&biases, 0)?)?;
-        Ok(Self {
-            qkv,
-            output: load_linear(hidden, hidden, vb.pp("output").pp("dense"))?,
-            norm: layer_norm(
-                hidden,
-                config.layer_norm_eps,
-                vb.pp("output").pp("LayerNorm"),
-            )?,
-            num_heads: config.num_attention_heads,
-            head_dim: hidden / config.num_attention_heads,
-        })
-    }
-
-    /// `hidden`: (batch, seq, hidden); `mask_bias`: (batch, 1, 1, seq) additive, or None when the
-    /// batch has no padding.
-    fn forward(&self, hidden: &Tensor, mask_bias: Option<&Tensor>) -> Result<Tensor> {
-        let (batch, seq_len, width) = hidden.dims3()?;
-        let qkv = linear_2d(&self.qkv, hidden)?
-            .reshape((batch, seq_len, 3, self.num_heads, self.head_dim))?
-            .permute((2, 0, 3, 1, 4))?;
-        let query = qkv.get(0)?.contiguous()?;
-        let key = qkv.get(1)?.contiguous()?;
-        let value = qkv.get(2)?.contiguous()?;
-        let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let mut scores = (query.matmul(&key.t()?)? * scale)?;
-        if let Some(bias) = mask_bias {
-            scores = scores.broadcast_add(bias)?;
-        }
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-        let context = probs
-            .matmul(&value)?
-            .transpose(1, 2)?
-            .reshape((batch, seq_len, width))?;
-        let projected = linear_2d(&self.output, &context)?;
-        self.norm.forward(&(projected + hidden)?)
-    }
-}
-
-/// Applies a linear layer to (batch, seq, in) as one (batch*seq, in) matrix product.
-fn linear_2d(layer: &Linear, xs: &Tensor) -> Result<Tensor> {
-    let (batch, seq_len, width) = xs.dims3()?;
-    let flat = xs.reshape((batch * seq_len, width))?;
-    let out = layer.forward(&flat)?;
-    let out_width = out.dim(1)?;
-    out.reshape((batch, seq_len, out_width))
-}
-
-struct FeedForward {
-    intermediate: Linear,
-    output: Linear,
-    norm: LayerNorm,
-    activation: Activation,
-}
-
-#[derive(Clone, Copy)]
-enum Activation {
-    GeluErf,
-    GeluTanh,
-    Relu,
-}
-
-impl Activation {
-    fn from_config(name: &str) -> Result<Self> {
-        match name {
-            "gelu" | "gelu_python" => Ok(Self::GeluErf),
-            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Ok(Self::GeluTanh),
-            "relu" => Ok(Self::Relu),
+    /// `hidden_act` as one of the three activations BERT-family checkpoints use. Both
+    /// candle-transformers configs would deserialize the name themselves, but with different
+    /// spellings (BERT's has no `gelu_new`), so the names `transformers` writes are read here.
+    fn activation(&self) -> Result<Activation> {
+        match self.hidden_act.as_str() {
+            "gelu" | "gelu_python" => Ok(Activation::Gelu),
+            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Ok(Activation::NewGelu),
+            "relu" => Ok(Activation::Relu),
             other => candle_core::bail!("unsupported hidden_act `{other}` in config.json"),
         }
     }
-
-    fn forward(self, xs: &Tensor) -> Result<Tensor> {
-        match self {
-            Self::GeluErf => xs.gelu_erf(),
-            Self::GeluTanh => xs.gelu(),
-            Self::Relu => xs.relu(),
-        }
-    }
 }
 
-impl FeedForward {
-    fn load(vb: VarBuilder, config: &Config) -> Result<Self> {
-        let (hidden, inner) = (config.hidden_size, config.intermediate_size);
-        Ok(Self {
-            intermediate: load_linear(hidden, inner, vb.pp("intermediate").pp("dense"))?,
-            output: load_linear(inner, hidden, vb.pp("output").pp("dense"))?,
-            norm: layer_norm(
-                hidden,
-                config.layer_norm_eps,
-                vb.pp("output").pp("LayerNorm"),
-            )?,
-            activation: Activation::from_config(&config.hidden_act)?,
-        })
-    }
-
-    fn forward(&self, hidden: &Tensor) -> Result<Tensor> {
-        let inner = self
-            .activation
-            .forward(&linear_2d(&self.intermediate, hidden)?)?;
-        let out = linear_2d(&self.output, &inner)?;
-        self.norm.forward(&(out + hidden)?)
-    }
+/// candle-transformers' model for the checkpoint's architecture.
+enum Model {
+    Bert(BertModel),
+    XlmRoberta(XLMRobertaModel),
 }
 
-struct Layer {
-    attention: Attention,
-    feed_forward: FeedForward,
-}
-
-/// A BERT or XLM-RoBERTa encoder without pooler: returns the last hidden states.
+/// A BERT or XLM-RoBERTa encoder without pooler on candle-transformers: returns the last hidden
+/// states. The candle path (GPU, and the portable CPU reference the fused CPU path is tested
+/// against).
 pub struct BertEncoder {
-    embeddings: Embeddings,
-    layers: Vec<Layer>,
+    model: Model,
     device: Device,
 }
 
@@ -291,24 +147,22 @@ impl BertEncoder {
                 candle_core::bail!("unsupported position_embedding_type `{kind}` in config.json");
             }
         }
-        // Checkpoints saved from task heads nest the encoder under `bert.` or `roberta.`.
+        // Checkpoints saved from task heads nest the encoder under `bert.` or `roberta.`; the
+        // shared multilingual-e5-small has no prefix. `BertModel::load` only falls back to a
+        // `model_type` prefix and `XLMRobertaModel::new` to none, so find it here for both.
         let vb = ["bert", "roberta", "xlm-roberta"]
             .into_iter()
             .find(|p| vb.contains_tensor(&format!("{p}.embeddings.word_embeddings.weight")))
             .map_or(vb.clone(), |p| vb.pp(p));
-        let embeddings = Embeddings::load(vb.pp("embeddings"), config)?;
-        let layers = (0..config.num_hidden_layers)
-            .map(|i| {
-                let lvb = vb.pp(format!("encoder.layer.{i}"));
-                Ok(Layer {
-                    attention: Attention::load(lvb.pp("attention"), config)?,
-                    feed_forward: FeedForward::load(lvb.clone(), config)?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let model = match config.architecture() {
+            Architecture::Bert => Model::Bert(BertModel::load(vb.clone(), &config.bert_config()?)?),
+            Architecture::XlmRoberta => Model::XlmRoberta(XLMRobertaModel::new(
+                &config.xlm_roberta_config()?,
+                vb.clone(),
+            )?),
+        };
         Ok(Self {
-            embeddings,
-            layers,
+            model,
             device: vb.device().clone(),
         })
     }
@@ -318,23 +172,27 @@ impl BertEncoder {
     }
 
     /// `input_ids`: (batch, seq) u32; `attention_mask`: (batch, seq) of 0/1, or None when no
-    /// position is padding (the mask is then skipped entirely). Returns (batch, seq, hidden).
+    /// position is padding. Returns (batch, seq, hidden).
     pub fn forward(&self, input_ids: &Tensor, attention_mask: Option<&Tensor>) -> Result<Tensor> {
-        let mask_bias = match attention_mask {
-            Some(mask) => {
-                let (batch, seq_len) = mask.dims2()?;
-                // 0 where attended, a large negative number where padded.
-                let bias = ((mask.to_dtype(DType::F32)? - 1.0)? * 3.0e38)?;
-                Some(bias.reshape((batch, 1, 1, seq_len))?)
+        // Single-segment inputs: every token type is 0, as `transformers` fills them.
+        let token_type_ids = input_ids.zeros_like()?;
+        match &self.model {
+            // Takes 1 to attend and 0 to mask, and turns it into the additive bias itself.
+            Model::Bert(model) => model.forward(input_ids, &token_type_ids, attention_mask),
+            // Same mask convention, but required. Its position ids count non-padding tokens from
+            // `pad_token_id + 1`, as `transformers` does, so padding must use `pad_token_id`.
+            Model::XlmRoberta(model) => {
+                let ones;
+                let mask = match attention_mask {
+                    Some(mask) => mask,
+                    None => {
+                        ones = input_ids.ones_like()?;
+                        &ones
+                    }
+                };
+                model.forward(input_ids, mask, &token_type_ids, None, None, None)
             }
-            None => None,
-        };
-        let mut hidden = self.embeddings.forward(input_ids)?;
-        for layer in &self.layers {
-            hidden = layer.attention.forward(&hidden, mask_bias.as_ref())?;
-            hidden = layer.feed_forward.forward(&hidden)?;
         }
-        Ok(hidden)
     }
 }
 
@@ -473,7 +331,16 @@ mod tests {
         let mask = Tensor::new(&[[1u8, 1, 1, 1, 1], [1, 1, 1, 0, 0]], &dev).unwrap();
         let out_a = a.forward(&ids, Some(&mask)).unwrap();
         let out_b = b.forward(&ids, Some(&mask)).unwrap();
+        // Only real tokens: padding takes position pad_token_id in XLM-R (as in
+        // `transformers`) but the next position in BERT, and pooling ignores it anyway.
+        let real = mask
+            .to_dtype(DType::F32)
+            .unwrap()
+            .unsqueeze(D::Minus1)
+            .unwrap();
         let diff = (out_a - out_b)
+            .unwrap()
+            .broadcast_mul(&real)
             .unwrap()
             .abs()
             .unwrap()
@@ -482,6 +349,31 @@ mod tests {
             .to_scalar::<f32>()
             .unwrap();
         assert!(diff < 1e-5, "max difference {diff}");
+    }
+
+    #[test]
+    fn hidden_act_names_of_transformers_load_for_both_architectures() {
+        // candle-transformers' BERT config spells the tanh GELU `geluapproximate`; config.json
+        // says `gelu_new`. Both architectures must load it, and a nested `bert.` prefix too.
+        let dev = Device::Cpu;
+        for (prefix, model_type) in [("", "bert"), ("bert.", "bert"), ("roberta.", "xlm-roberta")] {
+            for act in ["gelu", "gelu_new", "gelu_pytorch_tanh", "relu"] {
+                let mut cfg = config(model_type, 12);
+                cfg.hidden_act = act.into();
+                let vb = VarBuilder::from_tensors(tiny_weights(prefix, 12), DType::F32, &dev);
+                let model = BertEncoder::load(vb, &cfg).unwrap();
+                let ids = Tensor::new(&[[0u32, 4, 2]], &dev).unwrap();
+                assert_eq!(model.forward(&ids, None).unwrap().dims(), &[1, 3, 8]);
+            }
+        }
+        let mut cfg = config("bert", 12);
+        cfg.hidden_act = "swish".into();
+        let vb = VarBuilder::from_tensors(tiny_weights("", 12), DType::F32, &dev);
+        let err = BertEncoder::load(vb, &cfg)
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(err.contains("unsupported hidden_act `swish`"), "{err}");
     }
 
     #[test]

@@ -120,7 +120,7 @@ enum Backend {
     /// The fused CPU forward pass (`cpu.rs`).
     Cpu(Box<CpuEncoder>),
     /// candle tensor operations: on a GPU, or on the CPU as the portable reference.
-    Candle(BertEncoder),
+    Candle(Box<BertEncoder>),
 }
 
 /// Turns articles into encoder windows: the tokenizer plus prefix and window settings. Loads
@@ -335,7 +335,7 @@ impl Encoder {
             if precision != Precision::F32 {
                 return Err(EncoderError::CpuOnlyPrecision(precision.as_str()));
             }
-            Backend::Candle(load_candle_model(&files, &config, device)?)
+            Backend::Candle(Box::new(load_candle_model(&files, &config, device)?))
         };
         Ok(Self {
             model,
@@ -357,7 +357,7 @@ impl Encoder {
         let tokenizer = ArticleTokenizer::load(&files, windows, config.max_input_tokens())?;
         let model = load_candle_model(&files, &config, device)?;
         Ok(Self {
-            model: Backend::Candle(model),
+            model: Backend::Candle(Box::new(model)),
             precision: Precision::F32,
             tokenizer,
             config,
@@ -379,7 +379,7 @@ impl Encoder {
     }
 
     /// What computes the embeddings, as a short identifier: `cpu-f32-avx512`,
-    /// `cpu-int8-avx2`, `candle-f32` (GPU). Vectors from different paths differ in their last
+    /// `cpu-int8-avx2`, `candle-f32` (GPU, or the CPU reference). Vectors from different paths differ in their last
     /// bits, so the embedding cache keeps them apart.
     pub fn compute_path(&self) -> String {
         match self.cpu_kernels() {
