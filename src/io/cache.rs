@@ -38,7 +38,9 @@ pub fn default_cache_path() -> PathBuf {
 
 /// Bumped whenever a code change alters embedding numerics, so that old cache entries miss.
 /// 2: the compute path (precision and instruction-set level) joined the key.
-pub const EMBEDDING_ENGINE_VERSION: u32 = 2;
+/// 3: the candle path runs on candle-transformers (separate Q, K and V products, so its last
+///    bits differ from the fused QKV it replaced).
+pub const EMBEDDING_ENGINE_VERSION: u32 = 3;
 
 /// Everything about an encoder that changes its embeddings, hashed into one identifier.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
