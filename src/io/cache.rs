@@ -19,6 +19,8 @@ pub enum CacheError {
         path: PathBuf,
         source: rusqlite::Error,
     },
+    #[error("`{path}` is not a spyglass embedding cache (another database, or not a database); it was left untouched: pass another `--cache`, or `--no-cache`")]
+    Foreign { path: PathBuf },
     #[error("cannot create the folder for embedding cache `{path}`: {source}")]
     Folder {
         path: PathBuf,
@@ -164,6 +166,14 @@ impl EmbeddingCache {
                 }
                 crate::util::OpenError::Sqlite(source) => err(source),
             })?;
+        if crate::util::claim_sqlite(&conn, crate::util::CACHE_APPLICATION_ID, "embeddings")
+            .map_err(err)?
+            == crate::util::Claim::Foreign
+        {
+            return Err(CacheError::Foreign {
+                path: path.to_path_buf(),
+            });
+        }
         conn.execute_batch(
             "PRAGMA journal_mode=WAL;
              PRAGMA synchronous=NORMAL;

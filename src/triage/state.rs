@@ -27,6 +27,8 @@ pub enum StateError {
         path: PathBuf,
         source: rusqlite::Error,
     },
+    #[error("`{path}` is not a spyglass triage state (another database, or not a database); it was left untouched: pass another `--state`")]
+    Foreign { path: PathBuf },
     #[error("triage state `{path}` was written by a newer spyglass (schema {found}, this one reads {SCHEMA_VERSION}); upgrade spyglass or pass another `--state`")]
     Newer { path: PathBuf, found: i64 },
 }
@@ -132,6 +134,14 @@ impl State {
                 }
                 crate::util::OpenError::Sqlite(source) => err(source),
             })?;
+        if crate::util::claim_sqlite(&conn, crate::util::STATE_APPLICATION_ID, "items")
+            .map_err(err)?
+            == crate::util::Claim::Foreign
+        {
+            return Err(StateError::Foreign {
+                path: path.to_path_buf(),
+            });
+        }
         let found: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(err)?;
@@ -275,7 +285,12 @@ impl State {
             path: path.clone(),
             source,
         };
-        let tx = self.conn.transaction().map_err(err)?;
+        // IMMEDIATE: the write lock is taken before anything is read, so a second run committing
+        // at the same time waits (busy timeout) and then sees what the first added.
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(err)?;
         let now_s = timestamp(now);
         {
             let mut upsert_feed = tx
@@ -313,12 +328,34 @@ impl State {
             let mut insert_key = tx
                 .prepare("INSERT OR IGNORE INTO item_keys (key, item) VALUES (?1, ?2)")
                 .map_err(err)?;
+            let mut stored_key = tx
+                .prepare("SELECT item FROM item_keys WHERE key = ?1")
+                .map_err(err)?;
             // Items that others duplicate go first, so their ids exist when referenced.
             let mut order: Vec<&ItemRecord> = items.iter().collect();
             order.sort_by_key(|item| matches!(item.duplicate_of, Some(DuplicateOf::Run { .. })));
             let mut ids_by_key: std::collections::HashMap<&str, i64> =
                 std::collections::HashMap::new();
             for item in order {
+                // Another run (started at the same time) may have stored this item since this
+                // one read the state: keep its row rather than adding a second.
+                let mut already = None;
+                for key in &item.keys {
+                    already = stored_key
+                        .query_row(params![key], |r| r.get::<_, i64>(0))
+                        .optional()
+                        .map_err(err)?;
+                    if already.is_some() {
+                        break;
+                    }
+                }
+                if let Some(id) = already {
+                    for key in &item.keys {
+                        ids_by_key.insert(key, id);
+                        insert_key.execute(params![key, id]).map_err(err)?;
+                    }
+                    continue;
+                }
                 let duplicate_of = match &item.duplicate_of {
                     Some(DuplicateOf::Stored(id)) => Some(*id),
                     Some(DuplicateOf::Run { leader_key }) => {
@@ -374,6 +411,27 @@ mod tests {
             duplicate_of: dup,
             embedding: Some(vec![0.6, 0.8]),
         }
+    }
+
+    #[test]
+    fn two_runs_committing_the_same_items_store_each_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.sqlite");
+        let now: DateTime<Utc> = "2025-03-03T00:00:00Z".parse().unwrap();
+        // Both runs read the state before either committed.
+        let mut first = State::open(&path).unwrap();
+        let mut second = State::open(&path).unwrap();
+        let items = vec![item("a", ItemStatus::Reported, None)];
+        assert!(second.seen(&items[0].keys).unwrap().is_none());
+        first.commit(now, &[], &items).unwrap();
+        second
+            .commit(
+                now,
+                &[],
+                &[items[0].clone(), item("b", ItemStatus::Reported, None)],
+            )
+            .unwrap();
+        assert_eq!(first.item_count().unwrap(), 2, "`a` once, `b` once");
     }
 
     #[test]
