@@ -412,6 +412,11 @@ fn ranks_new_stories_dedups_reports_failures_and_second_run_shows_only_new() {
         String::from_utf8_lossy(&run.stdout)
     );
     assert!(stderr.contains("0 new"), "{stderr}");
+    // Every run says where its state is, so "0 new" can be explained.
+    assert!(
+        stderr.contains(&format!("state `{}`", state.display())),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -734,6 +739,30 @@ fn bad_inputs_get_clear_errors() {
         assert!(stderr.contains(needle), "{extra:?}: {stderr}");
     };
     fails(&[], "no feeds to read: pass `--feed URL_OR_FILE`");
+    // Values past any sane range are errors, not panics or hangs.
+    let feed = "examples/feeds/world-desk.atom";
+    fails(
+        &["--feed", feed, "--since", "99999999999999999d"],
+        "longer than 100 years",
+    );
+    fails(
+        &["--feed", feed, "--watch", "18446744073709551615s"],
+        "longer than 100 years",
+    );
+    fails(&["--feed", feed, "--threads", "99999999"], "from 1 to 1024");
+    fails(&["--feed", feed, "--batch-size", "0"], "from 1 to 4096");
+    // A `--state` that is some other file is refused and left as it was.
+    let notes = dir.path().join("notes.sqlite");
+    let text = "my notes, not a spyglass database; long enough for a header check......";
+    std::fs::write(&notes, text).unwrap();
+    let run = run_triage(&notes, &["--feed", feed]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("is not a spyglass triage state"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_to_string(&notes).unwrap(), text);
     fails(
         &["--feeds-file", "nope/feeds.txt"],
         "cannot read feeds file `nope/feeds.txt`",

@@ -90,6 +90,8 @@ pub struct CycleSettings {
     pub min_score: f32,
     /// Which topics rank and are reported, in scorer order.
     pub shown: Vec<bool>,
+    /// Items read per feed per cycle, newest first; the rest wait for a later cycle.
+    pub max_items_per_feed: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -131,6 +133,12 @@ pub enum TriageEvent {
         feed: String,
         position: usize,
     },
+    /// A feed with more items than `max_items_per_feed`: only the newest were read.
+    FeedCapped {
+        name: String,
+        kept: usize,
+        total: usize,
+    },
     ArticleFallback {
         link: String,
         message: String,
@@ -155,6 +163,7 @@ impl TriageEvent {
             TriageEvent::EntrySkipped { .. }
                 | TriageEvent::FeedSkipped { .. }
                 | TriageEvent::EmptyItem { .. }
+                | TriageEvent::FeedCapped { .. }
                 | TriageEvent::ArticleFallback { .. }
         )
     }
@@ -196,6 +205,10 @@ impl std::fmt::Display for TriageEvent {
             TriageEvent::EmptyItem { feed, position } => write!(
                 f,
                 "skipped item {position} of feed `{feed}`: it has no title and no text"
+            ),
+            TriageEvent::FeedCapped { name, kept, total } => write!(
+                f,
+                "feed `{name}` lists {total} items; reading the newest {kept} (`--max-items-per-feed`), the rest next time"
             ),
             TriageEvent::ArticleFallback { link, message } => {
                 write!(f, "article `{link}`: {message}; using the feed's text")
@@ -396,7 +409,20 @@ pub fn run_cycle(
         let (mut fresh, mut seen_here, mut repeats, mut old, mut empty) =
             (0usize, 0usize, 0usize, 0usize, 0usize);
         let total = parsed.items.len();
-        for (n, item) in parsed.items.into_iter().enumerate() {
+        let mut items: Vec<(usize, FeedItem)> = parsed.items.into_iter().enumerate().collect();
+        if items.len() > settings.max_items_per_feed {
+            // Newest first (undated items last, in feed order); a huge feed costs at most the
+            // cap each cycle.
+            items.sort_by(|(ia, a), (ib, b)| b.published.cmp(&a.published).then(ia.cmp(ib)));
+            items.truncate(settings.max_items_per_feed);
+            items.sort_by_key(|(i, _)| *i);
+            events(TriageEvent::FeedCapped {
+                name: name.clone(),
+                kept: items.len(),
+                total,
+            });
+        }
+        for (n, item) in items {
             summary.items += 1;
             let FeedItem {
                 guid,
@@ -963,6 +989,7 @@ mod tests {
             duplicate_similarity: 0.93,
             min_score,
             shown: shown.to_vec(),
+            max_items_per_feed: 500,
         }
     }
 
@@ -1244,6 +1271,46 @@ mod tests {
             feed: plan.digest[0].sources[1].feed.clone(),
             leader: "Stronger telling".into(),
         }));
+    }
+
+    #[test]
+    fn a_huge_feed_is_read_newest_first_up_to_the_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let feed = write_feed(
+            dir.path(),
+            "a.xml",
+            &[
+                ("Oldest", "https://n.example/1", "one", 1),
+                ("Newest", "https://n.example/2", "two", 9),
+                ("Middle", "https://n.example/3", "three", 5),
+            ],
+        );
+        let state = State::open(&dir.path().join("state.sqlite")).unwrap();
+        let mut scorer = FakeScorer::new(&[
+            ("one", 0, [0.9, 0.0]),
+            ("two", 1, [0.9, 0.0]),
+            ("three", 2, [0.9, 0.0]),
+        ]);
+        let mut capped = settings(0.0, [true, true]);
+        capped.max_items_per_feed = 2;
+        let (plan, events) = cycle(
+            &[feed],
+            &capped,
+            &state,
+            &mut scorer,
+            &AtomicBool::new(false),
+        );
+        let mut read: Vec<&str> = plan.items.iter().map(|i| i.title.as_str()).collect();
+        read.sort_unstable();
+        assert_eq!(read, vec!["Middle", "Newest"]);
+        assert!(events.iter().any(|e| matches!(
+            e,
+            TriageEvent::FeedCapped {
+                kept: 2,
+                total: 3,
+                ..
+            }
+        )));
     }
 
     #[test]

@@ -6,6 +6,9 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDate, Utc};
 
 /// Parses a duration such as `90s`, `15m`, `48h`, `2d`, `1h30m` or `500ms`.
+/// The longest duration accepted: 100 years.
+const MAX_DURATION_SECS: f64 = 100.0 * 366.0 * 86_400.0;
+
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let s = text.trim();
     if s.is_empty() {
@@ -53,7 +56,15 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
                 ))
             }
         };
-        total += Duration::from_secs_f64(number * seconds);
+        // Bounded before any conversion: `Duration::from_secs_f64` panics past u64 seconds, and
+        // a span past a century is a typo, not a feed interval or a look-back window.
+        let part = number * seconds;
+        if !part.is_finite() || part + total.as_secs_f64() > MAX_DURATION_SECS {
+            return Err(format!(
+                "`{text}` is longer than 100 years; write a shorter duration (e.g. `30d`)"
+            ));
+        }
+        total += Duration::from_secs_f64(part);
     }
     Ok(total)
 }
@@ -70,7 +81,11 @@ pub enum Since {
 impl Since {
     pub fn cutoff(&self, now: DateTime<Utc>) -> DateTime<Utc> {
         match self {
-            Since::Ago(d) => now - chrono::Duration::from_std(*d).unwrap_or(chrono::Duration::MAX),
+            // Saturates at the earliest time chrono represents rather than overflowing.
+            Since::Ago(d) => chrono::Duration::from_std(*d)
+                .ok()
+                .and_then(|d| now.checked_sub_signed(d))
+                .unwrap_or(DateTime::<Utc>::MIN_UTC),
             Since::At(t) => *t,
         }
     }
@@ -86,8 +101,15 @@ pub fn parse_since(text: &str) -> Result<Since, String> {
         let t = d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc();
         return Ok(Since::At(t));
     }
-    parse_duration(s).map(Since::Ago).map_err(|_| {
-        format!("`{text}` is neither a duration (e.g. `48h`, `7d`) nor an RFC 3339 date (e.g. `2025-03-01T00:00:00Z` or `2025-03-01`)")
+    let duration_shaped = s.starts_with(|c: char| c.is_ascii_digit())
+        && s.ends_with(|c: char| c.is_ascii_alphabetic());
+    parse_duration(s).map(Since::Ago).map_err(|why| {
+        if duration_shaped {
+            // `7x`, `1e99d`: the duration's own message says what is wrong with it.
+            why
+        } else {
+            format!("`{text}` is neither a duration (e.g. `48h`, `7d`) nor an RFC 3339 date (e.g. `2025-03-01T00:00:00Z` or `2025-03-01`)")
+        }
     })
 }
 
@@ -114,6 +136,21 @@ pub fn format_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn huge_durations_are_errors_not_panics() {
+        for text in [
+            "99999999999999999d",
+            "18446744073709551615s",
+            "1e400s",
+            "5300w",
+        ] {
+            assert!(parse_duration(text).is_err(), "{text}");
+        }
+        assert!(parse_duration("5200w").is_ok());
+        let far = Since::Ago(Duration::from_secs(u64::MAX));
+        assert_eq!(far.cutoff(Utc::now()), DateTime::<Utc>::MIN_UTC);
+    }
 
     #[test]
     fn parses_durations_with_units_and_combinations() {

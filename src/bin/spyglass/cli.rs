@@ -7,6 +7,28 @@ use clap::{Args, Parser, Subcommand};
 use spyglass::encoder::{EncoderSource, WindowOverrides};
 use spyglass::model::load::{BundleChoice, CacheChoice, EncoderChoice, ModelChoice};
 
+/// A count from `low` to `high`, or an error naming the accepted range.
+fn count_between(text: &str, low: usize, high: usize) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(n) if (low..=high).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "expected a whole number from {low} to {high}, got `{text}`"
+        )),
+    }
+}
+
+fn parse_threads(text: &str) -> Result<usize, String> {
+    count_between(text, 1, 1024)
+}
+
+fn parse_max_items(text: &str) -> Result<usize, String> {
+    count_between(text, 1, 1_000_000)
+}
+
+fn parse_batch_size(text: &str) -> Result<usize, String> {
+    count_between(text, 1, 4096)
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "spyglass",
@@ -14,8 +36,8 @@ use spyglass::model::load::{BundleChoice, CacheChoice, EncoderChoice, ModelChoic
     about = "Tags news articles in any major language with security topics (espionage, data_theft, national_security_review, tech_decoupling, cyberattack)"
 )]
 pub struct Cli {
-    /// CPU threads for tensor work (default: all cores).
-    #[arg(long, global = true, env = "SPYGLASS_THREADS")]
+    /// CPU threads for tensor work, 1 to 1024 (default: all cores).
+    #[arg(long, global = true, env = "SPYGLASS_THREADS", value_parser = parse_threads)]
     pub threads: Option<usize>,
     #[command(subcommand)]
     pub command: Command,
@@ -287,8 +309,9 @@ pub struct DataCheckArgs {
 #[derive(Debug, Args, Clone)]
 pub struct EncoderSourceArgs {
     /// Encoder: a local folder (config.json, tokenizer.json, model.safetensors) or a Hugging Face
-    /// Hub id. Overrides the encoder a model bundle names.
-    /// [default: the model bundle's encoder, else intfloat/multilingual-e5-small]
+    /// Hub id. For commands that use a model bundle, it overrides the encoder the bundle names.
+    /// [default: the model bundle's encoder where there is one, else
+    /// intfloat/multilingual-e5-small]
     #[arg(long, env = "SPYGLASS_ENCODER")]
     pub encoder: Option<String>,
     /// Hub revision (branch, tag or commit) of the encoder [default: main].
@@ -330,8 +353,8 @@ pub struct EncoderArgs {
     /// [default: a model bundle's setting, else 32].
     #[arg(long)]
     pub max_windows: Option<usize>,
-    /// Windows per encoder batch.
-    #[arg(long, default_value_t = 8)]
+    /// Windows per encoder batch, 1 to 4096.
+    #[arg(long, default_value_t = 8, value_parser = parse_batch_size)]
     pub batch_size: usize,
     /// Numeric format of the encoder's dense layers on the CPU: `f32` matches the PyTorch
     /// reference; `int8` is faster and approximate (cosine >= 0.999 to f32 on the reference
@@ -395,6 +418,10 @@ pub struct TriageArgs {
     /// A feed URL or a local feed file; repeatable.
     #[arg(long = "feed")]
     pub feeds: Vec<String>,
+    /// Items read per feed per cycle, newest first (1 to 1000000); the rest wait for a later
+    /// cycle, so one huge feed cannot stall a run.
+    #[arg(long, default_value_t = 500, value_parser = parse_max_items)]
+    pub max_items_per_feed: usize,
     /// A file listing feeds, one URL or path per line (`#` starts a comment).
     #[arg(long)]
     pub feeds_file: Option<PathBuf>,
@@ -419,7 +446,7 @@ pub struct TriageArgs {
     /// List only stories whose top topic probability is at least this.
     #[arg(long, default_value_t = 0.0)]
     pub min_score: f32,
-    /// Rank by these topics only (comma-separated ids).
+    /// Rank by these topics only (comma-separated ids) [default: all].
     #[arg(long, value_delimiter = ',')]
     pub topics: Vec<String>,
     /// Leave out items published before this: a duration back from now (`48h`, `7d`) or an

@@ -20,7 +20,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(threads) = cli.threads {
         // candle's CPU kernels size their thread pool from this variable on first use.
-        std::env::set_var("RAYON_NUM_THREADS", threads.max(1).to_string());
+        std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
     }
     if !matches!(cli.command, Command::Triage(_)) {
         // Ctrl-C or SIGTERM: remove unfinished outputs' temporary files, then stop. (Triage

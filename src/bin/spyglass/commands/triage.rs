@@ -183,6 +183,7 @@ fn cycle(
         duplicate_similarity: args.duplicate_similarity,
         min_score: args.min_score,
         shown: shown.to_vec(),
+        max_items_per_feed: args.max_items_per_feed,
     };
     let plan = run_cycle(
         entries,
