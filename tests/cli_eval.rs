@@ -115,6 +115,10 @@ fn scores_predictions_writes_reports_compares_and_gates() {
     }
     assert_eq!(html.matches("<svg").count(), 3);
     assert!(!html.contains("<script") && !html.contains("src=\"http"));
+    assert!(
+        html.contains("Noto Sans CJK SC"),
+        "the report names a CJK-capable font"
+    );
     assert!(std::fs::read_to_string(report.join("summary.md"))
         .unwrap()
         .contains("| `cyberattack` |"));
@@ -295,6 +299,37 @@ fn nonsense_is_refused_and_json_on_stdout_is_pure() {
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(
         stderr.contains("macro-F1") && stderr.contains("gate macro_f1"),
+        "{stderr}"
+    );
+
+    // `--compare … --json -` is pure too, and a damaged report is refused, not a panic.
+    let report_file = dir.path().join("report.json");
+    std::fs::write(&report_file, &run.stdout).unwrap();
+    let report_arg = report_file.to_str().unwrap();
+    let cmp = spyglass(&["eval", "--compare", report_arg, report_arg, "--json", "-"]);
+    assert!(
+        cmp.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cmp.stderr)
+    );
+    let compared: serde_json::Value =
+        serde_json::from_slice(&cmp.stdout).expect("stdout is pure JSON");
+    assert_eq!(compared["paired_articles"], 2);
+    assert!(String::from_utf8_lossy(&cmp.stderr).contains("paired articles"));
+    let mut damaged = report.clone();
+    damaged["articles"][0]["gold"] = serde_json::json!([true]);
+    let damaged_file = dir.path().join("damaged.json");
+    std::fs::write(&damaged_file, damaged.to_string()).unwrap();
+    let cmp = spyglass(&[
+        "eval",
+        "--compare",
+        report_arg,
+        damaged_file.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&cmp.stderr);
+    assert_eq!(cmp.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("has 1 `gold` values for 5 topics"),
         "{stderr}"
     );
 }

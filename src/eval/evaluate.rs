@@ -116,6 +116,46 @@ pub struct EvalReport {
     pub articles: Vec<ArticleResult>,
 }
 
+impl EvalReport {
+    /// Checks a report read from a file is whole: one gold, prediction (and probability, when
+    /// given) per topic for every article, probabilities in 0-1. A crafted or truncated report
+    /// is an error here instead of a panic in the metrics.
+    pub fn check_shapes(&self) -> Result<(), String> {
+        let n = self.topics.len();
+        if n == 0 {
+            return Err("it names no topics".into());
+        }
+        for (i, a) in self.articles.iter().enumerate() {
+            let what = |field: &str, len: usize| {
+                format!(
+                    "article {} (`{}`) has {len} `{field}` values for {n} topics",
+                    i + 1,
+                    a.id
+                )
+            };
+            if a.gold.len() != n {
+                return Err(what("gold", a.gold.len()));
+            }
+            if a.predicted.len() != n {
+                return Err(what("predicted", a.predicted.len()));
+            }
+            if let Some(probs) = &a.probs {
+                if probs.len() != n {
+                    return Err(what("probs", probs.len()));
+                }
+                if probs.iter().any(|p| !(0.0..=1.0).contains(p)) {
+                    return Err(format!(
+                        "article {} (`{}`) has a probability outside 0-1",
+                        i + 1,
+                        a.id
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Label matrix: articles x topics.
 type Labels = Vec<Vec<bool>>;
 /// A metric over (predicted, gold) label matrices.

@@ -100,12 +100,11 @@ fn errors_table(report: &EvalReport, limit: usize) -> String {
     let _ = writeln!(s, "| kind | id | lang | topic | score | evidence |");
     let _ = writeln!(s, "|---|---|---|---|---|---|");
     for e in report.errors.iter().take(limit) {
-        let excerpt: String = e
-            .excerpt
-            .chars()
-            .take(120)
-            .collect::<String>()
-            .replace('|', "/");
+        let mut excerpt: String = e.excerpt.chars().take(120).collect::<String>();
+        if e.excerpt.chars().nth(120).is_some() {
+            excerpt.push('…');
+        }
+        let excerpt = excerpt.replace('|', "/");
         let _ = writeln!(
             s,
             "| {} | {} | {} | `{}` | {} | {} |",
@@ -399,7 +398,7 @@ pub fn write_report(dir: &Path, report: &EvalReport) -> anyhow::Result<()> {
         r#"<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>spyglass evaluation: {model}</title>
 <style>
-body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; color: #222; }}
+body {{ font-family: system-ui, -apple-system, "Segoe UI", "Noto Sans", "Noto Sans CJK SC", "Noto Sans CJK JP", "PingFang SC", "Hiragino Sans", "Microsoft YaHei", "Yu Gothic", sans-serif; margin: 2rem auto; max-width: 1100px; color: #222; }}
 table {{ border-collapse: collapse; margin: 1rem 0; font-size: 0.9rem; }}
 th, td {{ border: 1px solid #ccc; padding: 0.25rem 0.5rem; text-align: left; }}
 th {{ background: #f3f3f3; }}

@@ -555,6 +555,35 @@ mod tests {
     }
 
     #[test]
+    fn non_finite_weights_or_calibration_are_refused_with_their_name() {
+        let head = |w0: f32| {
+            Head::Linear(LinearHead {
+                weight: vec![w0, -0.2, 0.3, 0.4, 0.5, -0.6, 0.7, 0.8],
+                bias: vec![0.05, -0.05],
+                feature_mean: vec![0.0, 0.1, 0.2, 0.3],
+                feature_std: vec![1.0, 0.5, 2.0, 1.5],
+                features: FeatureSet::MeanMax,
+            })
+        };
+        for bad in [f32::NAN, f32::INFINITY] {
+            let dir = tempfile::tempdir().unwrap();
+            Bundle::save(dir.path(), &mut manifest(&["a", "b"]), &head(bad)).unwrap();
+            let err = Bundle::load(dir.path()).unwrap_err().to_string();
+            assert!(
+                err.contains("tensor `weight` holds NaN or infinite values"),
+                "{err}"
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut m = manifest(&["a", "b"]);
+        m.calibration.get_mut("a").unwrap().a = f32::INFINITY;
+        // Whatever JSON makes of infinity, loading refuses it rather than scoring with it.
+        if Bundle::save(dir.path(), &mut m, &head(0.1)).is_ok() {
+            assert!(Bundle::load(dir.path()).is_err());
+        }
+    }
+
+    #[test]
     fn ensemble_bundle_round_trips_vocabulary_and_scores() {
         let dir = tempfile::tempdir().unwrap();
         let texts = ["spy ring arrested", "spy case closed", "bake sale today"];

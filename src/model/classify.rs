@@ -172,7 +172,15 @@ pub fn excerpt(text: &str, span: Span, max_chars: usize) -> String {
         .collect();
     let collapsed = slice.split_whitespace().collect::<Vec<_>>().join(" ");
     if collapsed.chars().count() <= max_chars {
-        return collapsed;
+        // A span that stops mid-sentence before the text does is marked as cut, like one cut
+        // for length; one that ends a sentence is not.
+        let more_follows = text.chars().skip(span.end).any(|c| !c.is_whitespace());
+        let ends_sentence = collapsed.ends_with(['.', '!', '?', '。', '！', '？', '"', '”', '»']);
+        return if more_follows && !ends_sentence && !collapsed.is_empty() {
+            format!("{collapsed}…")
+        } else {
+            collapsed
+        };
     }
     let cut: String = collapsed.chars().take(max_chars).collect();
     let at_word = match cut.rfind(' ') {
@@ -230,7 +238,7 @@ mod tests {
         let text = "Intro.  Police   arrested\nan engineer accused of spying for a foreign state.";
         assert_eq!(
             excerpt(text, Span { start: 8, end: 33 }, 200),
-            "Police arrested an engi"
+            "Police arrested an engi…"
         );
         assert_eq!(
             excerpt(
@@ -245,7 +253,12 @@ mod tests {
         );
         assert_eq!(
             excerpt("データ漏洩が発覚", Span { start: 3, end: 5 }, 10),
-            "漏洩"
+            "漏洩…"
+        );
+        // The whole text, or a span that ends where only whitespace follows, is not marked.
+        assert_eq!(
+            excerpt("データ漏洩が発覚  ", Span { start: 0, end: 8 }, 10),
+            "データ漏洩が発覚"
         );
     }
 }

@@ -121,7 +121,7 @@ pub fn html(header: &DigestHeader, records: &[TriageRecord]) -> String {
         html_escape(&header.generated)
     ));
     out.push_str(
-        "<style>body{font-family:system-ui,sans-serif;max-width:52rem;margin:2rem auto;padding:0 1rem;color:#1b1b1b}\
+        "<style>body{font-family:system-ui,-apple-system,\"Segoe UI\",\"Noto Sans\",\"Noto Sans CJK SC\",\"Noto Sans CJK JP\",\"PingFang SC\",\"Hiragino Sans\",\"Microsoft YaHei\",\"Yu Gothic\",sans-serif;max-width:52rem;margin:2rem auto;padding:0 1rem;color:#1b1b1b}\
          li{margin-bottom:1.4rem}.meta{color:#555;font-size:.9rem}blockquote{margin:.4rem 0;padding-left:.8rem;border-left:3px solid #ccc;color:#333}\
          .score{font-weight:600}.none{color:#777}</style>\n</head><body>\n",
     );
@@ -251,5 +251,7 @@ mod tests {
         );
         assert!(!page.contains("javascript:"), "{page}");
         assert!(page.trim_end().ends_with("</html>"));
+        // Chinese and Japanese titles need a font that has their glyphs.
+        assert!(page.contains("Noto Sans CJK SC") && page.contains("Hiragino Sans"));
     }
 }

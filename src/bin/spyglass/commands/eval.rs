@@ -249,15 +249,24 @@ fn compare(args: &EvalArgs) -> anyhow::Result<Outcome> {
                 report.schema
             );
         }
+        report.check_shapes().map_err(|problem| {
+            anyhow::anyhow!(
+                "report `{}` is damaged: {problem}; write it again with `spyglass eval --json`",
+                path.display()
+            )
+        })?;
         Ok(report)
     };
     let (a, b) = (load(&args.compare[0])?, load(&args.compare[1])?);
     let (rows, paired) =
         evaluate::compare(&a, &b, args.bootstrap, args.seed).map_err(|e| anyhow::anyhow!(e))?;
-    print!(
-        "{}",
-        spyglass::eval::report::comparison_table(&a.model, &b.model, paired, &rows)
-    );
+    let table = spyglass::eval::report::comparison_table(&a.model, &b.model, paired, &rows);
+    // With `--json -`, stdout carries the JSON alone.
+    if args.json.as_deref() == Some("-") {
+        eprint!("{table}");
+    } else {
+        print!("{table}");
+    }
     if let Some(path) = &args.json {
         let mut out = Output::create(path)?;
         let value = serde_json::json!({"a": a.model, "b": b.model, "paired_articles": paired,
