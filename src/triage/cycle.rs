@@ -251,6 +251,8 @@ pub struct CycleSummary {
     pub empty: usize,
     pub listed: usize,
     pub filtered: usize,
+    /// Items a filter left out in an earlier run, read again (they stay unseen until listed).
+    pub filtered_before: usize,
     pub article_fallbacks: usize,
     pub interrupted: bool,
 }
@@ -436,6 +438,9 @@ pub fn run_cycle(
             if state.seen(&keys)?.is_some() {
                 seen_here += 1;
                 continue;
+            }
+            if state.filtered_before(&keys)? {
+                summary.filtered_before += 1;
             }
             let record = |status| ItemRecord {
                 keys: keys.clone(),
@@ -1271,6 +1276,57 @@ mod tests {
             feed: plan.digest[0].sources[1].feed.clone(),
             leader: "Stronger telling".into(),
         }));
+    }
+
+    #[test]
+    fn stories_a_filter_left_out_come_back_when_the_filter_widens() {
+        let dir = tempfile::tempdir().unwrap();
+        let feed = write_feed(
+            dir.path(),
+            "a.xml",
+            &[("Quiet story", "https://n.example/q", "quiet", 1)],
+        );
+        let mut state = State::open(&dir.path().join("state.sqlite")).unwrap();
+        let mut scorer = FakeScorer::new(&[("quiet", 0, [0.1, 0.7])]);
+        let stop = AtomicBool::new(false);
+        // Only espionage shown: the story is filtered out.
+        let (plan, _) = cycle(
+            std::slice::from_ref(&feed),
+            &settings(0.5, [true, false]),
+            &state,
+            &mut scorer,
+            &stop,
+        );
+        assert!(plan.digest.is_empty());
+        state.commit(plan.now, &plan.feeds, &plan.items).unwrap();
+        // Every topic shown: it is listed now, not "seen before", nor a duplicate of itself.
+        let (plan, _) = cycle(
+            std::slice::from_ref(&feed),
+            &settings(0.5, [true, true]),
+            &state,
+            &mut scorer,
+            &stop,
+        );
+        assert_eq!(titles(&plan), vec!["Quiet story"]);
+        assert_eq!(
+            (
+                plan.summary.seen,
+                plan.summary.filtered_before,
+                plan.summary.near_earlier
+            ),
+            (0, 1, 0)
+        );
+        state.commit(plan.now, &plan.feeds, &plan.items).unwrap();
+        // Once listed it is seen.
+        let (plan, _) = cycle(
+            &[feed],
+            &settings(0.5, [true, true]),
+            &state,
+            &mut scorer,
+            &stop,
+        );
+        assert_eq!((plan.summary.seen, plan.summary.new), (1, 0));
+        assert_eq!(state.item_count().unwrap(), 1);
     }
 
     #[test]

@@ -221,11 +221,16 @@ impl State {
             .map_err(|e| self.err(e))
     }
 
-    /// The stored item any of `keys` belongs to.
+    /// The stored item any of `keys` belongs to, unless it was left out by a filter
+    /// (`--min-score`, `--topics`, `--since`): those stay unseen, so a wider filter later shows
+    /// them.
     pub fn seen(&self, keys: &[String]) -> Result<Option<i64>, StateError> {
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT item FROM item_keys WHERE key = ?1")
+            .prepare_cached(
+                "SELECT k.item FROM item_keys k JOIN items i ON i.id = k.item
+                 WHERE k.key = ?1 AND i.status NOT IN ('filtered', 'old')",
+            )
             .map_err(|e| self.err(e))?;
         for key in keys {
             if let Some(id) = stmt
@@ -239,7 +244,25 @@ impl State {
         Ok(None)
     }
 
-    /// Embedded items first seen at or after `since`, newest first, at most `limit`.
+    /// Whether any of `keys` belongs to an item a filter left out in an earlier run.
+    pub fn filtered_before(&self, keys: &[String]) -> Result<bool, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT 1 FROM item_keys k JOIN items i ON i.id = k.item
+                 WHERE k.key = ?1 AND i.status IN ('filtered', 'old')",
+            )
+            .map_err(|e| self.err(e))?;
+        for key in keys {
+            if stmt.exists(params![key]).map_err(|e| self.err(e))? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Embedded items first seen at or after `since`, newest first, at most `limit`. Filtered
+    /// items are not among them: they come again as themselves, not as earlier stories.
     pub fn recent_items(
         &self,
         since: DateTime<Utc>,
@@ -249,7 +272,8 @@ impl State {
             .conn
             .prepare(
                 "SELECT id, title, embedding FROM items
-                 WHERE embedding IS NOT NULL AND first_seen >= ?1 AND status != 'duplicate'
+                 WHERE embedding IS NOT NULL AND first_seen >= ?1
+                   AND status NOT IN ('duplicate', 'filtered', 'old')
                  ORDER BY first_seen DESC, id DESC LIMIT ?2",
             )
             .map_err(|e| self.err(e))?;
@@ -329,7 +353,17 @@ impl State {
                 .prepare("INSERT OR IGNORE INTO item_keys (key, item) VALUES (?1, ?2)")
                 .map_err(err)?;
             let mut stored_key = tx
-                .prepare("SELECT item FROM item_keys WHERE key = ?1")
+                .prepare(
+                    "SELECT k.item, i.status FROM item_keys k JOIN items i ON i.id = k.item
+                     WHERE k.key = ?1",
+                )
+                .map_err(err)?;
+            let mut rescored = tx
+                .prepare(
+                    "UPDATE items SET status = ?2, score = ?3, topics = ?4, scores = ?5, model = ?6,
+                         duplicate_of = ?7, embedding = ?8, title = ?9
+                     WHERE id = ?1",
+                )
                 .map_err(err)?;
             // Items that others duplicate go first, so their ids exist when referenced.
             let mut order: Vec<&ItemRecord> = items.iter().collect();
@@ -342,19 +376,14 @@ impl State {
                 let mut already = None;
                 for key in &item.keys {
                     already = stored_key
-                        .query_row(params![key], |r| r.get::<_, i64>(0))
+                        .query_row(params![key], |r| {
+                            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+                        })
                         .optional()
                         .map_err(err)?;
                     if already.is_some() {
                         break;
                     }
-                }
-                if let Some(id) = already {
-                    for key in &item.keys {
-                        ids_by_key.insert(key, id);
-                        insert_key.execute(params![key, id]).map_err(err)?;
-                    }
-                    continue;
                 }
                 let duplicate_of = match &item.duplicate_of {
                     Some(DuplicateOf::Stored(id)) => Some(*id),
@@ -363,6 +392,30 @@ impl State {
                     }
                     None => None,
                 };
+                if let Some((id, status)) = already {
+                    // A story a filter left out earlier, scored again: its row takes the new
+                    // outcome (first_seen stays).
+                    if status == "filtered" || status == "old" {
+                        rescored
+                            .execute(params![
+                                id,
+                                item.status.as_str(),
+                                item.score,
+                                item.topics,
+                                item.scores,
+                                item.model,
+                                duplicate_of.filter(|d| *d != id),
+                                item.embedding.as_deref().map(to_blob),
+                                item.title,
+                            ])
+                            .map_err(err)?;
+                    }
+                    for key in &item.keys {
+                        ids_by_key.insert(key, id);
+                        insert_key.execute(params![key, id]).map_err(err)?;
+                    }
+                    continue;
+                }
                 insert_item
                     .execute(params![
                         item.feed,
@@ -411,6 +464,38 @@ mod tests {
             duplicate_of: dup,
             embedding: Some(vec![0.6, 0.8]),
         }
+    }
+
+    #[test]
+    fn filtered_items_stay_unseen_until_they_are_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut state = State::open(&dir.path().join("state.sqlite")).unwrap();
+        let now: DateTime<Utc> = "2025-03-03T00:00:00Z".parse().unwrap();
+        let filtered = item("f", ItemStatus::Filtered, None);
+        state
+            .commit(now, &[], std::slice::from_ref(&filtered))
+            .unwrap();
+        assert_eq!(state.seen(&filtered.keys).unwrap(), None);
+        assert!(state.filtered_before(&filtered.keys).unwrap());
+        assert!(state
+            .recent_items(now - chrono::Duration::days(1), 10)
+            .unwrap()
+            .is_empty());
+        // Listed in a later run: the same row, now seen.
+        let listed = item("f", ItemStatus::Reported, None);
+        state
+            .commit(now, &[], std::slice::from_ref(&listed))
+            .unwrap();
+        assert_eq!(state.item_count().unwrap(), 1);
+        assert!(state.seen(&listed.keys).unwrap().is_some());
+        assert!(!state.filtered_before(&listed.keys).unwrap());
+        assert_eq!(
+            state
+                .recent_items(now - chrono::Duration::days(1), 10)
+                .unwrap()
+                .len(),
+            1
+        );
     }
 
     #[test]

@@ -242,6 +242,12 @@ fn cycle(
     if summary.filtered > 0 {
         line.push_str(&format!(", {} below --min-score", summary.filtered));
     }
+    if summary.filtered_before > 0 {
+        line.push_str(&format!(
+            "; {} left out by a filter before were scored again",
+            summary.filtered_before
+        ));
+    }
     if args.fetch_articles && summary.article_fallbacks > 0 {
         line.push_str(&format!(
             "; {} articles fell back to the feed's text",
