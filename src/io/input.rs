@@ -101,7 +101,8 @@ pub enum InputError {
     },
 }
 
-/// Articles from `spec`: `-` (JSONL on stdin), a JSONL file, or a folder of text files.
+/// Articles from `spec`: `-` (JSONL on stdin), a JSONL file, a `.txt`/`.md` file (one article),
+/// or a folder of those, walked in name order.
 pub struct ArticleReader {
     inner: Inner,
     /// Bytes consumed so far and the total, when known (for progress).
@@ -112,17 +113,69 @@ pub struct ArticleReader {
     pub skipped: Vec<String>,
 }
 
+/// One JSONL stream: a file, standard input, or a `.jsonl` file inside a folder.
+struct JsonlStream {
+    name: String,
+    reader: Box<dyn BufRead>,
+    line: usize,
+    buf: Vec<u8>,
+}
+
+impl JsonlStream {
+    fn new(name: &str, reader: Box<dyn BufRead>) -> Self {
+        JsonlStream {
+            name: name.to_string(),
+            reader,
+            line: 0,
+            buf: Vec::new(),
+        }
+    }
+
+    /// The next record (blank lines skipped), counting the bytes read into `bytes_read`.
+    fn next_item(&mut self, bytes_read: &mut u64) -> Result<Option<InputItem>, InputError> {
+        loop {
+            self.buf.clear();
+            let n = self
+                .reader
+                .read_until(b'\n', &mut self.buf)
+                .map_err(|source| InputError::Read {
+                    name: self.name.clone(),
+                    source,
+                })?;
+            if n == 0 {
+                return Ok(None);
+            }
+            *bytes_read += n as u64;
+            self.line += 1;
+            let record = if self.line == 1 {
+                strip_bom(&self.buf)
+            } else {
+                &self.buf[..]
+            };
+            if record.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            return Ok(Some(parse_jsonl_record(record, &self.name, self.line)));
+        }
+    }
+}
+
 enum Inner {
-    Jsonl {
-        name: String,
-        reader: Box<dyn BufRead>,
-        line: usize,
-        buf: Vec<u8>,
-    },
+    Jsonl(JsonlStream),
     Folder {
         root: PathBuf,
         files: std::vec::IntoIter<PathBuf>,
+        /// The `.jsonl` file of the folder being read, record by record.
+        current: Option<JsonlStream>,
     },
+}
+
+/// Whether a file of a folder is read as JSONL (records) rather than as one article.
+fn is_jsonl(path: &Path) -> bool {
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("jsonl") | Some("ndjson")
+    )
 }
 
 impl ArticleReader {
@@ -155,6 +208,7 @@ impl ArticleReader {
                 inner: Inner::Folder {
                     root: path.to_path_buf(),
                     files: files.into_iter(),
+                    current: None,
                 },
                 bytes_read: 0,
                 total_bytes: Some(total),
@@ -173,6 +227,7 @@ impl ArticleReader {
                 inner: Inner::Folder {
                     root,
                     files: vec![path.to_path_buf()].into_iter(),
+                    current: None,
                 },
                 bytes_read: 0,
                 total_bytes: total,
@@ -190,12 +245,7 @@ impl ArticleReader {
 
     pub fn from_reader(name: &str, reader: Box<dyn BufRead>, total_bytes: Option<u64>) -> Self {
         Self {
-            inner: Inner::Jsonl {
-                name: name.to_string(),
-                reader,
-                line: 0,
-                buf: Vec::new(),
-            },
+            inner: Inner::Jsonl(JsonlStream::new(name, reader)),
             bytes_read: 0,
             total_bytes,
             skipped: Vec::new(),
@@ -205,34 +255,51 @@ impl ArticleReader {
     /// The next article or record error; `Err` only when the input itself cannot be read.
     pub fn next_item(&mut self) -> Result<Option<InputItem>, InputError> {
         match &mut self.inner {
-            Inner::Jsonl {
-                name,
-                reader,
-                line,
-                buf,
+            Inner::Jsonl(stream) => stream.next_item(&mut self.bytes_read),
+            Inner::Folder {
+                root,
+                files,
+                current,
             } => loop {
-                buf.clear();
-                let n = reader
-                    .read_until(b'\n', buf)
-                    .map_err(|source| InputError::Read {
-                        name: name.clone(),
-                        source,
-                    })?;
-                if n == 0 {
-                    return Ok(None);
+                if let Some(stream) = current {
+                    match stream.next_item(&mut self.bytes_read) {
+                        Ok(Some(item)) => return Ok(Some(item)),
+                        Ok(None) => *current = None,
+                        // One unreadable file of a folder is one error record, not the end.
+                        Err(e) => {
+                            let source = stream.name.clone();
+                            *current = None;
+                            return Ok(Some(Err(RecordError {
+                                id: None,
+                                source,
+                                line: None,
+                                error: e.to_string(),
+                            })));
+                        }
+                    }
                 }
-                self.bytes_read += n as u64;
-                *line += 1;
-                let record = if *line == 1 { strip_bom(buf) } else { &buf[..] };
-                if record.iter().all(u8::is_ascii_whitespace) {
-                    continue;
-                }
-                return Ok(Some(parse_jsonl_record(record, name, *line)));
-            },
-            Inner::Folder { root, files } => {
                 let Some(path) = files.next() else {
                     return Ok(None);
                 };
+                if is_jsonl(&path) {
+                    match File::open(&path) {
+                        Ok(file) => {
+                            *current = Some(JsonlStream::new(
+                                &path.display().to_string(),
+                                Box::new(BufReader::with_capacity(1 << 16, file)),
+                            ));
+                            continue;
+                        }
+                        Err(e) => {
+                            return Ok(Some(Err(RecordError {
+                                id: None,
+                                source: path.display().to_string(),
+                                line: None,
+                                error: format!("cannot read `{}`: {e}", path.display()),
+                            })))
+                        }
+                    }
+                }
                 let rel = path.strip_prefix(&*root).unwrap_or(&path);
                 let id = rel.with_extension("").to_string_lossy().replace('\\', "/");
                 let mut bytes = Vec::new();
@@ -245,7 +312,7 @@ impl ArticleReader {
                     line: None,
                     error,
                 };
-                Ok(Some(match read {
+                return Ok(Some(match read {
                     Err(e) => Err(fail(format!("cannot read `{source}`: {e}"))),
                     Ok(_) => match String::from_utf8(strip_bom(&bytes).to_vec()) {
                         Err(e) => Err(fail(format!(
@@ -262,8 +329,8 @@ impl ArticleReader {
                         })
                         .map_err(fail),
                     },
-                }))
-            }
+                }));
+            },
         }
     }
 }
@@ -275,7 +342,7 @@ impl Iterator for ArticleReader {
     }
 }
 
-/// A folder walk: `.txt`/`.md` regular files, each folder once (a symbolic link back into a
+/// A folder walk: `.txt`/`.md` regular files (an article each) and `.jsonl` ones (records), each folder once (a symbolic link back into a
 /// folder already walked is not followed again), and what it passed over.
 #[derive(Default)]
 struct Walk {
@@ -319,10 +386,12 @@ impl Walk {
                     self.skipped
                         .push(format!("folder `{}`: {e}", path.display()));
                 }
-            } else if matches!(
-                path.extension().and_then(|e| e.to_str()),
-                Some("txt") | Some("md")
-            ) {
+            } else if is_jsonl(&path)
+                || matches!(
+                    path.extension().and_then(|e| e.to_str()),
+                    Some("txt") | Some("md")
+                )
+            {
                 if meta.is_file() {
                     self.files.push(path);
                 } else {
@@ -452,6 +521,38 @@ mod tests {
         assert_eq!(tally.duplicate_ids, 1);
         assert!(tally.duplicate_warning().unwrap().contains("`a`"));
         assert!(Tally::default().check_any_good("empty").is_ok());
+    }
+
+    #[test]
+    fn a_folder_reads_its_jsonl_files_as_records_in_name_order() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.txt"), "First article.").unwrap();
+        std::fs::write(
+            dir.path().join("b.jsonl"),
+            "{\"id\":\"b1\",\"text\":\"One.\"}\nnot json\n\n{\"id\":\"b2\",\"text\":\"Two.\"}\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("c.md"), "Last article.").unwrap();
+        let reader = ArticleReader::open(dir.path().to_str().unwrap()).unwrap();
+        let items: Vec<InputItem> = reader.map(Result::unwrap).collect();
+        let ids: Vec<String> = items
+            .iter()
+            .map(|i| match i {
+                Ok(a) => a.id.clone(),
+                Err(e) => format!("error at {}", e.source),
+            })
+            .collect();
+        let b = dir.path().join("b.jsonl").display().to_string();
+        assert_eq!(
+            ids,
+            vec![
+                "a".to_string(),
+                "b1".into(),
+                format!("error at {b}:2"),
+                "b2".into(),
+                "c".into()
+            ]
+        );
     }
 
     #[cfg(unix)]

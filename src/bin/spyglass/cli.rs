@@ -264,7 +264,7 @@ pub struct TrainArgs {
 #[derive(Debug, Args)]
 pub struct LabelArgs {
     /// Articles: a JSONL file (id, text, optional title/lang/url), a .txt/.md file (one
-    /// article), a folder of them, or `-` for standard input.
+    /// article), a folder of them (its `.jsonl` files read as JSONL), or `-` for standard input.
     #[arg(long, short)]
     pub input: String,
     /// Where to write JSONL results (`-` for standard output). Written atomically.
@@ -399,7 +399,7 @@ impl EncoderArgs {
 #[derive(Debug, Args)]
 pub struct EmbedArgs {
     /// Articles: a JSONL file (id, text, optional title/lang/url), a .txt/.md file (one
-    /// article), a folder of them, or `-` for standard input.
+    /// article), a folder of them (its `.jsonl` files read as JSONL), or `-` for standard input.
     #[arg(long, short)]
     pub input: String,
     /// Where to write JSONL embeddings (`-` for standard output). Written atomically.
