@@ -861,3 +861,70 @@ fn bad_inputs_get_clear_errors() {
         "`--topics` names `weather`",
     );
 }
+
+#[test]
+fn article_pages_are_decoded_by_their_declared_charset() {
+    const JA: &str = "東京の研究所から新型半導体の設計図が盗まれた事件で、警察は元社員を逮捕した。捜査当局によると、元社員は外国の企業に機密情報を渡していた疑いがある。研究所は社内の管理体制を見直すと発表した。";
+    const FR: &str = "Une entreprise de défense a découvert que des données sensibles avaient été copiées par un employé. L'enquête a été confiée à la police judiciaire, qui a perquisitionné les bureaux à Besançon.";
+    let handler: Handler = Arc::new(|req: &Request, base: &str| {
+        match req.path.as_str() {
+        "/news.xml" => Reply::ok(
+            "application/rss+xml",
+            format!(
+                r#"<?xml version="1.0"?><rss version="2.0"><channel><title>N</title>
+<item><title>設計図流出</title><link>{base}/ja</link><guid>ja</guid><description>短い要約。</description></item>
+<item><title>Fuite de données</title><link>{base}/fr</link><guid>fr</guid><description>Résumé court.</description></item>
+</channel></rss>"#
+            )
+            .into_bytes(),
+        ),
+        // Shift_JIS, said only by the HTTP header.
+        "/ja" => Reply::ok(
+            "text/html; charset=Shift_JIS",
+            encoding_rs::SHIFT_JIS
+                .encode(&format!(
+                    "<html><head><title>記事</title></head><body><article><h1>設計図流出</h1><p>{JA}</p><p>{JA}</p></article></body></html>"
+                ))
+                .0
+                .into_owned(),
+        ),
+        // windows-1252, said only by a <meta> tag.
+        "/fr" => Reply::ok(
+            "text/html",
+            encoding_rs::WINDOWS_1252
+                .encode(&format!(
+                    "<html><head><meta charset=\"windows-1252\"><title>Article</title></head><body><article><h1>Fuite</h1><p>{FR}</p><p>{FR}</p></article></body></html>"
+                ))
+                .0
+                .into_owned(),
+        ),
+        _ => Reply::status(404),
+    }
+    });
+    let server = Server::start(handler);
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.sqlite");
+    let feed = server.url("/news.xml");
+    let run = run_triage(
+        &state,
+        &[
+            "--feed",
+            &feed,
+            "--fetch-articles",
+            "--allow-private-addresses",
+            "--timeout",
+            "5s",
+        ],
+    );
+    let stderr = ok(&run);
+    let rows = jsonl(&run.stdout);
+    assert_eq!(rows.len(), 2, "{stderr}");
+    for row in &rows {
+        assert_eq!(row["content"], "article", "{row}\n{stderr}");
+        let excerpt = row["excerpt"].as_str().unwrap();
+        assert!(!excerpt.contains('\u{FFFD}'), "{excerpt}");
+    }
+    let all: String = rows.iter().map(|r| r.to_string()).collect();
+    assert!(all.contains("設計図が盗まれた"), "{all}");
+    assert!(all.contains("défense") || all.contains("données"), "{all}");
+}

@@ -767,13 +767,12 @@ fn fetch_article(fetcher: &Fetcher, link: &str) -> Result<String, String> {
             content_type,
             ..
         }) => {
-            if !(content_type.is_empty()
-                || content_type.contains("html")
-                || content_type.contains("xml"))
-            {
+            let media = content_type.to_ascii_lowercase();
+            if !(media.is_empty() || media.contains("html") || media.contains("xml")) {
                 return Err(format!("is `{content_type}`, not a web page"));
             }
-            let html = String::from_utf8_lossy(&bytes);
+            // Pages are decoded by their declared charset (header, BOM, <meta>), not as UTF-8.
+            let html = crate::triage::charset::decode_page(&bytes, &content_type);
             extract_article(&html, &final_url)
                 .map(|a| a.text)
                 .map_err(|e| e.to_string())

@@ -270,7 +270,11 @@ impl Fetcher {
             });
         }
         let final_url = current.to_string();
-        let content_type = response.content_type().to_string();
+        // The whole header, parameters included: the page's charset is one of them.
+        let content_type = response
+            .header("content-type")
+            .unwrap_or_else(|| response.content_type())
+            .to_string();
         let validators = Validators {
             etag: response.header("ETag").map(str::to_string),
             last_modified: response.header("Last-Modified").map(str::to_string),

@@ -1,6 +1,7 @@
 //! Feed triage: reading news feeds, extracting article text, de-duplicating stories, keeping
 //! state between runs and rendering ranked digests (the library side of `spyglass triage`).
 
+pub mod charset;
 pub mod cycle;
 pub mod dedup;
 pub mod extract;
