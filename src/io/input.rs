@@ -111,7 +111,13 @@ pub struct ArticleReader {
     /// What a folder walk passed over (unreadable folders, files that are not regular files),
     /// for the command to print.
     pub skipped: Vec<String>,
+    /// Longest record read: a JSONL line, or a text file of a folder. Longer ones become error
+    /// records without being held in memory.
+    pub max_record_bytes: u64,
 }
+
+/// The default `max_record_bytes`: 16 MiB, far above any news article.
+pub const DEFAULT_MAX_RECORD_BYTES: u64 = 16 << 20;
 
 /// One JSONL stream: a file, standard input, or a `.jsonl` file inside a folder.
 struct JsonlStream {
@@ -131,22 +137,57 @@ impl JsonlStream {
         }
     }
 
-    /// The next record (blank lines skipped), counting the bytes read into `bytes_read`.
-    fn next_item(&mut self, bytes_read: &mut u64) -> Result<Option<InputItem>, InputError> {
+    /// The next record (blank lines skipped), counting the bytes read into `bytes_read`. A line
+    /// longer than `max_bytes` is skipped unread past the limit and becomes an error record, so
+    /// memory stays bounded whatever the input.
+    fn next_item(
+        &mut self,
+        bytes_read: &mut u64,
+        max_bytes: u64,
+    ) -> Result<Option<InputItem>, InputError> {
+        let read_err = |name: &str| {
+            let name = name.to_string();
+            move |source| InputError::Read { name, source }
+        };
         loop {
             self.buf.clear();
-            let n = self
-                .reader
+            let n = (&mut self.reader)
+                .take(max_bytes.saturating_add(1))
                 .read_until(b'\n', &mut self.buf)
-                .map_err(|source| InputError::Read {
-                    name: self.name.clone(),
-                    source,
-                })?;
+                .map_err(read_err(&self.name))?;
             if n == 0 {
                 return Ok(None);
             }
             *bytes_read += n as u64;
             self.line += 1;
+            if n as u64 > max_bytes && !self.buf.ends_with(b"\n") {
+                // Skip the rest of the line without keeping it.
+                loop {
+                    let available = self.reader.fill_buf().map_err(read_err(&self.name))?;
+                    if available.is_empty() {
+                        break;
+                    }
+                    let (used, done) = match available.iter().position(|&b| b == b'\n') {
+                        Some(i) => (i + 1, true),
+                        None => (available.len(), false),
+                    };
+                    self.reader.consume(used);
+                    *bytes_read += used as u64;
+                    if done {
+                        break;
+                    }
+                }
+                let line = self.line;
+                return Ok(Some(Err(RecordError {
+                    id: None,
+                    source: format!("{}:{line}", self.name),
+                    line: Some(line),
+                    error: format!(
+                        "line {line} of `{}` is longer than {max_bytes} bytes; split the article, or raise `--max-record-bytes`",
+                        self.name
+                    ),
+                })));
+            }
             let record = if self.line == 1 {
                 strip_bom(&self.buf)
             } else {
@@ -213,6 +254,7 @@ impl ArticleReader {
                 bytes_read: 0,
                 total_bytes: Some(total),
                 skipped,
+                max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
             });
         }
         if matches!(
@@ -232,6 +274,7 @@ impl ArticleReader {
                 bytes_read: 0,
                 total_bytes: total,
                 skipped: Vec::new(),
+                max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
             });
         }
         let file = File::open(path).map_err(open_err)?;
@@ -249,20 +292,21 @@ impl ArticleReader {
             bytes_read: 0,
             total_bytes,
             skipped: Vec::new(),
+            max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
         }
     }
 
     /// The next article or record error; `Err` only when the input itself cannot be read.
     pub fn next_item(&mut self) -> Result<Option<InputItem>, InputError> {
         match &mut self.inner {
-            Inner::Jsonl(stream) => stream.next_item(&mut self.bytes_read),
+            Inner::Jsonl(stream) => stream.next_item(&mut self.bytes_read, self.max_record_bytes),
             Inner::Folder {
                 root,
                 files,
                 current,
             } => loop {
                 if let Some(stream) = current {
-                    match stream.next_item(&mut self.bytes_read) {
+                    match stream.next_item(&mut self.bytes_read, self.max_record_bytes) {
                         Ok(Some(item)) => return Ok(Some(item)),
                         Ok(None) => *current = None,
                         // One unreadable file of a folder is one error record, not the end.
@@ -303,7 +347,9 @@ impl ArticleReader {
                 let rel = path.strip_prefix(&*root).unwrap_or(&path);
                 let id = rel.with_extension("").to_string_lossy().replace('\\', "/");
                 let mut bytes = Vec::new();
-                let read = File::open(&path).and_then(|mut f| f.read_to_end(&mut bytes));
+                let limit = self.max_record_bytes;
+                let read = File::open(&path)
+                    .and_then(|f| f.take(limit.saturating_add(1)).read_to_end(&mut bytes));
                 self.bytes_read += bytes.len() as u64;
                 let source = path.display().to_string();
                 let fail = |error: String| RecordError {
@@ -314,6 +360,9 @@ impl ArticleReader {
                 };
                 return Ok(Some(match read {
                     Err(e) => Err(fail(format!("cannot read `{source}`: {e}"))),
+                    Ok(n) if n as u64 > limit => Err(fail(format!(
+                        "`{source}` is longer than {limit} bytes; split it, or raise `--max-record-bytes`"
+                    ))),
                     Ok(_) => match String::from_utf8(strip_bom(&bytes).to_vec()) {
                         Err(e) => Err(fail(format!(
                             "`{source}` is not valid UTF-8 (byte {}); re-save it as UTF-8",
@@ -521,6 +570,41 @@ mod tests {
         assert_eq!(tally.duplicate_ids, 1);
         assert!(tally.duplicate_warning().unwrap().contains("`a`"));
         assert!(Tally::default().check_any_good("empty").is_ok());
+    }
+
+    #[test]
+    fn records_past_the_size_cap_are_errors_and_the_next_ones_are_read() {
+        let long = format!("{{\"id\":\"big\",\"text\":\"{}\"}}", "x".repeat(500));
+        let input = format!(
+            "{{\"id\":\"a\",\"text\":\"short\"}}\n{long}\n{{\"id\":\"b\",\"text\":\"also short\"}}"
+        );
+        let mut reader = ArticleReader::from_reader(
+            "in.jsonl",
+            Box::new(std::io::Cursor::new(input.clone().into_bytes())),
+            None,
+        );
+        reader.max_record_bytes = 100;
+        let items: Vec<InputItem> = reader.by_ref().map(Result::unwrap).collect();
+        assert_eq!(items.len(), 3);
+        assert_eq!(items[0].as_ref().unwrap().id, "a");
+        let err = items[1].as_ref().unwrap_err();
+        assert_eq!(err.line, Some(2));
+        assert!(err.error.contains("longer than 100 bytes"), "{}", err.error);
+        assert_eq!(items[2].as_ref().unwrap().id, "b");
+        assert_eq!(reader.bytes_read, input.len() as u64);
+
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("big.txt"), "y".repeat(500)).unwrap();
+        std::fs::write(dir.path().join("small.txt"), "A short article.").unwrap();
+        let mut reader = ArticleReader::open(dir.path().to_str().unwrap()).unwrap();
+        reader.max_record_bytes = 100;
+        let items: Vec<InputItem> = reader.map(Result::unwrap).collect();
+        assert!(items[0]
+            .as_ref()
+            .unwrap_err()
+            .error
+            .contains("longer than 100 bytes"));
+        assert_eq!(items[1].as_ref().unwrap().id, "small");
     }
 
     #[test]

@@ -25,6 +25,10 @@ fn parse_max_items(text: &str) -> Result<usize, String> {
     count_between(text, 1, 1_000_000)
 }
 
+fn parse_record_bytes(text: &str) -> Result<usize, String> {
+    count_between(text, 1, 1 << 40)
+}
+
 fn parse_batch_size(text: &str) -> Result<usize, String> {
     count_between(text, 1, 4096)
 }
@@ -267,6 +271,10 @@ pub struct LabelArgs {
     /// article), a folder of them (its `.jsonl` files read as JSONL), or `-` for standard input.
     #[arg(long, short)]
     pub input: String,
+    /// Longest record read, in bytes: a longer JSONL line or text file becomes an error record
+    /// without being held in memory [default: 16 MiB].
+    #[arg(long, default_value_t = 16 << 20, value_parser = parse_record_bytes)]
+    pub max_record_bytes: usize,
     /// Where to write JSONL results (`-` for standard output). Written atomically.
     #[arg(long, short, default_value = "-")]
     pub output: String,
@@ -402,6 +410,10 @@ pub struct EmbedArgs {
     /// article), a folder of them (its `.jsonl` files read as JSONL), or `-` for standard input.
     #[arg(long, short)]
     pub input: String,
+    /// Longest record read, in bytes: a longer JSONL line or text file becomes an error record
+    /// without being held in memory [default: 16 MiB].
+    #[arg(long, default_value_t = 16 << 20, value_parser = parse_record_bytes)]
+    pub max_record_bytes: usize,
     /// Where to write JSONL embeddings (`-` for standard output). Written atomically.
     #[arg(long, short, default_value = "-")]
     pub output: String,

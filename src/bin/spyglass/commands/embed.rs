@@ -18,6 +18,7 @@ pub fn run(args: &EmbedArgs) -> anyhow::Result<Outcome> {
     spyglass::io::output::refuse_input(&args.output, &args.input)?;
     let encoder = load_encoder(&args.encoder)?;
     let mut reader = ArticleReader::open(&args.input)?;
+    reader.max_record_bytes = args.max_record_bytes as u64;
     for skipped in &reader.skipped {
         eprintln!("warning: skipped {skipped}");
     }

@@ -21,6 +21,7 @@ pub fn run(args: &LabelArgs) -> anyhow::Result<Outcome> {
     let mut model = load_model(&args.model, &args.encoder, &args.cache)?;
     let shown = super::model::topic_filter(&model, &args.topics)?;
     let mut reader = ArticleReader::open(&args.input)?;
+    reader.max_record_bytes = args.max_record_bytes as u64;
     for skipped in &reader.skipped {
         eprintln!("warning: skipped {skipped}");
     }
