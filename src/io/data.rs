@@ -204,59 +204,98 @@ fn hash_of(chars: &[char]) -> u64 {
     h.finish()
 }
 
-/// Two articles whose texts are the same or nearly so.
+/// Articles whose texts are the same or nearly so: one finding per group, however many.
 #[derive(Debug, Clone, Serialize)]
 pub struct NearDuplicate {
-    pub a: (String, String),
-    pub b: (String, String),
-    /// Jaccard similarity of character 8-gram sets of normalised text (1.0 = identical).
+    /// (file, id) of every member, in input order.
+    pub members: Vec<(String, String)>,
+    /// Lowest Jaccard similarity of character 8-gram sets of normalised text among the pairs
+    /// that joined the group (1.0 = identical).
     pub similarity: f64,
 }
 
-/// Pairs of articles (in different files, or the same file when `within_files`) whose
-/// normalised texts share at least `threshold` of their 8-grams.
+/// Groups of articles whose normalised texts share at least `threshold` of their 8-grams
+/// (linked pairs join one group). Identical texts are grouped by hash first, so a corpus of
+/// many copies costs linear time, not a comparison per pair.
 pub fn near_duplicates(files: &[LoadedFile], threshold: f64) -> Vec<NearDuplicate> {
-    let docs: Vec<(usize, &LabelledArticle, HashSet<u64>)> = files
+    let all: Vec<(usize, &LabelledArticle)> = files
         .iter()
         .enumerate()
-        .flat_map(|(f, file)| {
-            file.articles
-                .iter()
-                .map(move |a| (f, a, shingles(&normalize_text(&a.text))))
-        })
+        .flat_map(|(f, file)| file.articles.iter().map(move |a| (f, a)))
         .collect();
-    let mut postings: HashMap<u64, Vec<usize>> = HashMap::new();
-    for (d, (_, _, set)) in docs.iter().enumerate() {
-        for &s in set {
-            postings.entry(s).or_default().push(d);
+    let mut parent: Vec<usize> = (0..all.len()).collect();
+    fn root(parent: &mut [usize], mut i: usize) -> usize {
+        while parent[i] != i {
+            parent[i] = parent[parent[i]];
+            i = parent[i];
+        }
+        i
+    }
+    let mut lowest: Vec<f64> = vec![1.0; all.len()];
+    let join = |parent: &mut Vec<usize>, lowest: &mut Vec<f64>, x: usize, y: usize, sim: f64| {
+        let (rx, ry) = (root(parent, x), root(parent, y));
+        let low = lowest[rx].min(lowest[ry]).min(sim);
+        if rx != ry {
+            parent[ry] = rx;
+        }
+        lowest[rx] = low;
+    };
+    // Identical normalised texts: one representative each.
+    let mut by_text: HashMap<String, usize> = HashMap::new();
+    let mut representatives: Vec<(usize, HashSet<u64>)> = Vec::new();
+    for (i, (_, article)) in all.iter().enumerate() {
+        let text = normalize_text(&article.text);
+        match by_text.get(&text) {
+            Some(&first) => join(&mut parent, &mut lowest, first, i, 1.0),
+            None => {
+                by_text.insert(text.clone(), i);
+                representatives.push((i, shingles(&text)));
+            }
         }
     }
-    let mut found = Vec::new();
-    for (d, (file, article, set)) in docs.iter().enumerate() {
+    let mut postings: HashMap<u64, Vec<usize>> = HashMap::new();
+    for (r, (_, set)) in representatives.iter().enumerate() {
+        for &s in set {
+            postings.entry(s).or_default().push(r);
+        }
+    }
+    for (r, (i, set)) in representatives.iter().enumerate() {
         let mut shared: HashMap<usize, usize> = HashMap::new();
         for s in set {
             for &other in &postings[s] {
-                if other > d {
+                if other > r {
                     *shared.entry(other).or_default() += 1;
                 }
             }
         }
         for (other, count) in shared {
-            let (other_file, other_article, other_set) = &docs[other];
+            let (j, other_set) = &representatives[other];
             let union = set.len() + other_set.len() - count;
             let similarity = count as f64 / union.max(1) as f64;
             if similarity >= threshold {
-                found.push(NearDuplicate {
-                    a: (files[*file].path.display().to_string(), article.id.clone()),
-                    b: (
-                        files[*other_file].path.display().to_string(),
-                        other_article.id.clone(),
-                    ),
-                    similarity,
-                });
+                join(&mut parent, &mut lowest, *i, *j, similarity);
             }
         }
     }
+    let mut groups: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for i in 0..all.len() {
+        let r = root(&mut parent, i);
+        groups.entry(r).or_default().push(i);
+    }
+    let mut found: Vec<NearDuplicate> = groups
+        .into_iter()
+        .filter(|(_, members)| members.len() > 1)
+        .map(|(r, members)| NearDuplicate {
+            similarity: lowest[r],
+            members: members
+                .into_iter()
+                .map(|i| {
+                    let (f, article) = all[i];
+                    (files[f].path.display().to_string(), article.id.clone())
+                })
+                .collect(),
+        })
+        .collect();
     found.sort_by(|x, y| y.similarity.total_cmp(&x.similarity));
     found
 }
@@ -528,7 +567,29 @@ mod tests {
         assert_eq!(dups[0].0, "same");
         let near = near_duplicates(&files, 0.5);
         assert_eq!(near.len(), 1, "{near:?}");
-        assert_eq!((near[0].a.1.as_str(), near[0].b.1.as_str()), ("x1", "y1"));
+        let ids: Vec<&str> = near[0].members.iter().map(|(_, id)| id.as_str()).collect();
+        assert_eq!(ids, ["x1", "y1"]);
         assert!(near[0].similarity > 0.8);
+    }
+
+    #[test]
+    fn many_copies_of_one_text_are_one_finding() {
+        let dir = tempfile::tempdir().unwrap();
+        let story = "Prosecutors charged two engineers with passing lithography designs abroad";
+        let path = dir.path().join("copies.jsonl");
+        let lines: Vec<String> = (0..2000)
+            .map(|i| record(&format!("c{i}"), story, "[]"))
+            .chain(std::iter::once(record(
+                "other",
+                "A football report from Sunday afternoon.",
+                "[]",
+            )))
+            .collect();
+        std::fs::write(&path, lines.join("\n")).unwrap();
+        let files = [load_file(&path, &taxonomy()).unwrap()];
+        let near = near_duplicates(&files, 0.5);
+        assert_eq!(near.len(), 1);
+        assert_eq!(near[0].members.len(), 2000);
+        assert_eq!(near[0].similarity, 1.0);
     }
 }

@@ -43,14 +43,23 @@ pub fn check(args: &DataCheckArgs) -> anyhow::Result<Outcome> {
         println!("duplicate id `{id}` at {}", places.join(", "));
         problems += 1;
     }
-    for pair in data::near_duplicates(&files, NEAR_DUPLICATE_THRESHOLD) {
+    for group in data::near_duplicates(&files, NEAR_DUPLICATE_THRESHOLD) {
+        // One line per group, however many copies: the first few members, then a count.
+        const SHOWN: usize = 6;
+        let mut names: Vec<String> = group
+            .members
+            .iter()
+            .take(SHOWN)
+            .map(|(file, id)| format!("{file} `{id}`"))
+            .collect();
+        if group.members.len() > SHOWN {
+            names.push(format!("and {} more", group.members.len() - SHOWN));
+        }
         println!(
-            "near-duplicate texts ({:.0}% of 8-grams shared): {} `{}` and {} `{}`",
-            pair.similarity * 100.0,
-            pair.a.0,
-            pair.a.1,
-            pair.b.0,
-            pair.b.1
+            "near-duplicate texts ({:.0}% of 8-grams shared at least), {} records: {}",
+            group.similarity * 100.0,
+            group.members.len(),
+            names.join(", ")
         );
         problems += 1;
     }
