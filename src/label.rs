@@ -6,7 +6,7 @@ use crate::encoder::ArticleEmbedding;
 use crate::io::cache::CachedEncoderError;
 use crate::io::input::{ArticleReader, InputError, InputItem, Tally};
 use crate::io::output::OutputError;
-use crate::io::records::{Article, LabelLine, LabelRecord, RecordError};
+use crate::io::records::{Article, LabelLine, LabelRecord, RecordError, RecordId};
 use crate::model::classify::{topic_labels, Classifier};
 use crate::model::load::LoadedModel;
 
@@ -88,7 +88,7 @@ pub fn label_record(
         EXCERPT_CHARS,
     );
     LabelRecord {
-        id: article.id.clone(),
+        id: RecordId::of(article),
         labels: labelled.labels,
         scores: labelled.scores,
         evidence: labelled.evidence,
@@ -263,6 +263,7 @@ mod tests {
             lang: lang.map(str::to_string),
             url: None,
             extra: Default::default(),
+            raw_id: None,
         }
     }
 
@@ -277,7 +278,7 @@ mod tests {
             &embedded([1.0, 0.0, 0.0], true),
             &options,
         );
-        assert_eq!(record.id, "a1");
+        assert_eq!(record.id.as_str(), "a1");
         assert_eq!(record.labels, vec!["espionage".to_string()]);
         assert!(record.scores["espionage"] > 0.99, "{:?}", record.scores);
         assert!(record.scores["cyberattack"] < 0.01, "{:?}", record.scores);

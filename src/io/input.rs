@@ -5,6 +5,9 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
 pub use crate::io::records::{Article, RecordError};
 
 pub type InputItem = Result<Article, RecordError>;
@@ -375,6 +378,7 @@ impl ArticleReader {
                             lang: None,
                             url: None,
                             extra: Default::default(),
+                            raw_id: None,
                         })
                         .map_err(fail),
                     },
@@ -475,22 +479,37 @@ fn parse_jsonl_record(bytes: &[u8], name: &str, line: usize) -> InputItem {
             format!("line {line} of `{name}` is not valid JSON ({e}); each line must be one JSON object"),
         )
     })?;
-    let id = value.get("id").and_then(|v| match v {
-        serde_json::Value::String(s) => Some(s.clone()),
-        serde_json::Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    });
-    let mut value = value;
-    if let Some(id) = &id {
-        // Numeric ids are accepted and kept as strings.
-        value["id"] = serde_json::Value::String(id.clone());
+    // The id token as written, whatever its JSON type: a string is the id itself, any other
+    // value (a number, say) is kept token for token and shown by its JSON text.
+    #[derive(Deserialize)]
+    struct IdToken<'a> {
+        #[serde(borrow, default)]
+        id: Option<&'a RawValue>,
     }
-    let article: Article = serde_json::from_value(value).map_err(|e| {
+    let raw_id = serde_json::from_str::<IdToken>(text)
+        .ok()
+        .and_then(|t| t.id)
+        .filter(|raw| raw.get() != "null");
+    let id = match value.get("id") {
+        Some(serde_json::Value::String(s)) => Some(s.clone()),
+        Some(serde_json::Value::Null) | None => None,
+        Some(_) => raw_id.map(|raw| raw.get().to_string()),
+    };
+    let mut value = value;
+    let kept_raw = match (&id, value.get("id")) {
+        (Some(id), Some(v)) if !v.is_string() => {
+            value["id"] = serde_json::Value::String(id.clone());
+            raw_id.map(|raw| raw.to_owned())
+        }
+        _ => None,
+    };
+    let mut article: Article = serde_json::from_value(value).map_err(|e| {
         fail(
             id.clone(),
-            format!("line {line} of `{name}`: {e}; a record needs string fields `id` and `text` (optional `title`, `lang`, `url`)"),
+            format!("line {line} of `{name}`: {e}; a record needs fields `id` and `text` (strings; `id` may be any JSON value but null) and optional `title`, `lang`, `url`"),
         )
     })?;
+    article.raw_id = kept_raw;
     validate(article).map_err(|e| fail(id, format!("line {line} of `{name}`: {e}")))
 }
 
@@ -570,6 +589,43 @@ mod tests {
         assert_eq!(tally.duplicate_ids, 1);
         assert!(tally.duplicate_warning().unwrap().contains("`a`"));
         assert!(Tally::default().check_any_good("empty").is_ok());
+    }
+
+    #[test]
+    fn ids_are_kept_exactly_whatever_their_json_type() {
+        let input = concat!(
+            "{\"id\":7,\"text\":\"a\"}\n",
+            "{\"id\":1e3,\"text\":\"b\"}\n",
+            "{\"id\":18446744073709551616123,\"text\":\"c\"}\n",
+            "{\"text\":\"d\",\"id\":{\"desk\":\"x\", \"n\":2}}\n",
+            "{\"id\":\"s-1\",\"text\":\"e\"}\n",
+            "{\"id\":null,\"text\":\"f\"}\n",
+        );
+        let reader = ArticleReader::from_reader(
+            "in",
+            Box::new(std::io::Cursor::new(input.as_bytes().to_vec())),
+            None,
+        );
+        let items: Vec<InputItem> = reader.map(Result::unwrap).collect();
+        let written: Vec<String> = items[..5]
+            .iter()
+            .map(|i| {
+                let article = i.as_ref().unwrap();
+                serde_json::to_string(&crate::io::records::RecordId::of(article)).unwrap()
+            })
+            .collect();
+        assert_eq!(
+            written,
+            [
+                "7",
+                "1e3",
+                "18446744073709551616123",
+                "{\"desk\":\"x\", \"n\":2}",
+                "\"s-1\""
+            ]
+        );
+        assert_eq!(items[1].as_ref().unwrap().id, "1e3");
+        assert!(items[5].is_err(), "a null id is no id");
     }
 
     #[test]

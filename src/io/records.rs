@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 use crate::encoder::{Document, Span};
 
@@ -20,6 +21,10 @@ pub struct Article {
     pub url: Option<String>,
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
+    /// The id's JSON exactly as the input gave it, when it was not a string (a number, say);
+    /// output records repeat it token for token.
+    #[serde(skip)]
+    pub raw_id: Option<Box<RawValue>>,
 }
 
 impl Article {
@@ -76,10 +81,48 @@ pub struct Evidence {
     pub excerpt: String,
 }
 
+/// An article's id as output records write it: the input's JSON token when it was not a
+/// string (so `7` stays `7` and `1e3` stays `1e3`), else the string.
+#[derive(Debug, Clone)]
+pub struct RecordId {
+    text: String,
+    raw: Option<Box<RawValue>>,
+}
+
+impl RecordId {
+    pub fn of(article: &Article) -> Self {
+        RecordId {
+            text: article.id.clone(),
+            raw: article.raw_id.clone(),
+        }
+    }
+
+    /// The id as text (a non-string id's JSON token).
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+impl PartialEq for RecordId {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+            && self.raw.as_deref().map(RawValue::get) == other.raw.as_deref().map(RawValue::get)
+    }
+}
+
+impl Serialize for RecordId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match &self.raw {
+            Some(raw) => raw.serialize(serializer),
+            None => self.text.serialize(serializer),
+        }
+    }
+}
+
 /// What `spyglass label` (and the server, and the Python binding) writes for one article.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct LabelRecord {
-    pub id: String,
+    pub id: RecordId,
     pub labels: Vec<String>,
     pub scores: BTreeMap<String, f32>,
     pub evidence: BTreeMap<String, Evidence>,
@@ -100,7 +143,7 @@ pub enum LabelLine {
 /// What `spyglass embed` writes for one article.
 #[derive(Serialize)]
 pub struct EmbeddedRecord<'a> {
-    pub id: &'a str,
+    pub id: RecordId,
     pub embedding: &'a [f32],
     pub windows: Vec<WindowRecord<'a>>,
     pub truncated: bool,

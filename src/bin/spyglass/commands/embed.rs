@@ -7,7 +7,7 @@ use crate::progress::Progress;
 use spyglass::encoder::TokenizedArticle;
 use spyglass::io::input::{ArticleReader, RecordError};
 use spyglass::io::output::Output;
-use spyglass::io::records::{EmbeddedRecord, WindowRecord};
+use spyglass::io::records::{EmbeddedRecord, RecordId, WindowRecord};
 
 use super::{load_encoder, Outcome};
 
@@ -28,7 +28,7 @@ pub fn run(args: &EmbedArgs) -> anyhow::Result<Outcome> {
     let mut tally = spyglass::io::input::Tally::default();
     loop {
         // Read a chunk; keep record errors in their place so output order matches input order.
-        let mut chunk: Vec<Result<(String, TokenizedArticle), RecordError>> = Vec::new();
+        let mut chunk: Vec<Result<(RecordId, TokenizedArticle), RecordError>> = Vec::new();
         while chunk.len() < CHUNK_ARTICLES {
             let Some(item) = reader.next_item()? else {
                 break;
@@ -36,7 +36,7 @@ pub fn run(args: &EmbedArgs) -> anyhow::Result<Outcome> {
             chunk.push(item.and_then(|article| {
                 encoder
                     .tokenize(article.document())
-                    .map(|t| (article.id.clone(), t))
+                    .map(|t| (RecordId::of(&article), t))
                     .map_err(|e| RecordError {
                         id: Some(article.id.clone()),
                         source: args.input.clone(),
@@ -67,7 +67,7 @@ pub fn run(args: &EmbedArgs) -> anyhow::Result<Outcome> {
                     windows += article.windows.len();
                     tokens += article.windows.iter().map(|w| w.tokens).sum::<usize>();
                     output.write_json(&EmbeddedRecord {
-                        id,
+                        id: id.clone(),
                         embedding: &article.embedding,
                         windows: article
                             .windows
