@@ -220,3 +220,43 @@ fn long_article_windows_cover_text_and_embed_in_input_order() {
     assert!(windows.iter().all(|w| w.tokens <= 512));
     assert_eq!(batched[1].windows.len(), 1);
 }
+
+#[test]
+fn a_window_limit_tokenizes_only_what_the_kept_windows_need() {
+    // A long article cut into slices gives the same kept windows as tokenizing it whole.
+    let files = EncoderSource::local(model_dir()).resolve().expect("resolves");
+    let limited = spyglass::encoder::ArticleTokenizer::for_files(
+        &files,
+        WindowOverrides {
+            max_windows: Some(2),
+            ..WindowOverrides::default()
+        },
+    )
+    .unwrap();
+    let all = spyglass::encoder::ArticleTokenizer::for_files(
+        &files,
+        WindowOverrides {
+            max_windows: Some(0),
+            ..WindowOverrides::default()
+        },
+    )
+    .unwrap();
+    let english = "Investigators said the intruders copied design files from the lab's servers before the breach was found. ";
+    let japanese = "警察は研究所のサーバーから設計図を持ち出した疑いで元社員を逮捕した。";
+    for (unit, repeats) in [(english, 12_000), (japanese, 12_000)] {
+        let text = unit.repeat(repeats); // over 1 MB, well past the first slice
+        let doc = Document {
+            title: Some("Title"),
+            text: &text,
+        };
+        let sliced = limited.tokenize(doc).unwrap();
+        let whole = all.tokenize(doc).unwrap();
+        assert!(sliced.truncated);
+        assert_eq!(sliced.windows.len(), 2);
+        for (a, b) in sliced.windows.iter().zip(&whole.windows) {
+            assert_eq!(a.ids, b.ids);
+            assert_eq!(a.span, b.span);
+        }
+        assert!(sliced.content_tokens < whole.content_tokens / 10);
+    }
+}

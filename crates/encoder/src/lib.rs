@@ -83,7 +83,9 @@ pub struct WindowInput {
 #[derive(Debug, Clone)]
 pub struct TokenizedArticle {
     pub windows: Vec<WindowInput>,
-    /// Content tokens in the article (before windowing, prefix and special tokens excluded).
+    /// Content tokens in the article (before windowing, prefix and special tokens excluded); with
+    /// a window limit, a long article is tokenized only as far as the kept windows need, and
+    /// this counts those tokens plus one.
     pub content_tokens: usize,
     /// Whether `max_windows` dropped the end of the article.
     pub truncated: bool,
@@ -224,38 +226,35 @@ impl ArticleTokenizer {
             None => doc.text,
         };
         let text_offset = title.map_or(0, |t| t.len() + 1);
-        let prefix = &self.settings.prefix;
-        let input = format!("{prefix}{body}");
-        // Python callers strip the joined input; token ids only match if we do the same.
-        let lead = input.len() - input.trim_start().len();
-        let trimmed = input.trim();
-        let encoding = self
-            .tokenizer
-            .encode(trimmed, true)
-            .map_err(|e| EncoderError::Tokenize(e.to_string()))?;
-        let ids = encoding.get_ids();
-        let special = encoding.get_special_tokens_mask();
-        let offsets = encoding.get_offsets();
-        let prefix_end = prefix.trim_end().len();
-        // Content tokens: not special, and not part of the prefix.
-        let mut content: Vec<(u32, usize, usize)> = Vec::with_capacity(ids.len());
-        for i in 0..ids.len() {
-            if special[i] == 1 {
-                continue;
-            }
-            let (start, end) = offsets[i];
-            let (start, end) = (start + lead, end + lead);
-            if end <= prefix_end && !prefix.is_empty() {
-                continue;
-            }
-            content.push((
-                ids[i],
-                start.saturating_sub(prefix.len()),
-                end.saturating_sub(prefix.len()),
-            ));
-        }
         let reserved = self.prefix_ids.len() + 2;
         let budget = self.window.budget(reserved)?;
+        // With a window limit only the kept windows' tokens matter: a long article is tokenized
+        // in growing slices of its opening, cut at whitespace, until they are covered, so memory
+        // follows the limit and not the article's length.
+        let needed = (self.window.max_windows > 0).then(|| {
+            budget + (self.window.max_windows - 1) * (budget - self.window.overlap) + 1
+        });
+        let mut slice_len = match needed {
+            Some(needed) => body.len().min((needed * 32).max(SLICE_MIN_BYTES)),
+            None => body.len(),
+        };
+        let content = loop {
+            let cut = cut_before(body, slice_len);
+            let content = self.content_tokens(&body[..cut])?;
+            match needed {
+                // Tokens next to a cut may differ from the whole text's; a margin keeps them
+                // out of the windows.
+                Some(needed) if cut < body.len() => {
+                    if content.len() >= needed + SLICE_MARGIN_TOKENS {
+                        let mut content = content;
+                        content.truncate(needed);
+                        break content;
+                    }
+                    slice_len = slice_len.saturating_mul(2);
+                }
+                _ => break content,
+            }
+        };
         let (ranges, truncated) = self.window.split(content.len(), budget);
         let to_text_chars = |byte: usize| -> usize {
             let byte = byte.saturating_sub(text_offset).min(doc.text.len());
@@ -288,6 +287,62 @@ impl ArticleTokenizer {
             content_tokens: content.len(),
             truncated,
         })
+    }
+
+    /// Content tokens of `prefix + body` (special and prefix tokens left out), with byte offsets
+    /// into `body`, exactly as Python `transformers` tokenizes the stripped input.
+    fn content_tokens(&self, body: &str) -> Result<Vec<(u32, usize, usize)>, EncoderError> {
+        let prefix = &self.settings.prefix;
+        let input = format!("{prefix}{body}");
+        // Python callers strip the joined input; token ids only match if we do the same.
+        let lead = input.len() - input.trim_start().len();
+        let trimmed = input.trim();
+        let encoding = self
+            .tokenizer
+            .encode(trimmed, true)
+            .map_err(|e| EncoderError::Tokenize(e.to_string()))?;
+        let ids = encoding.get_ids();
+        let special = encoding.get_special_tokens_mask();
+        let offsets = encoding.get_offsets();
+        let prefix_end = prefix.trim_end().len();
+        let mut content: Vec<(u32, usize, usize)> = Vec::with_capacity(ids.len());
+        for i in 0..ids.len() {
+            if special[i] == 1 {
+                continue;
+            }
+            let (start, end) = offsets[i];
+            let (start, end) = (start + lead, end + lead);
+            if end <= prefix_end && !prefix.is_empty() {
+                continue;
+            }
+            content.push((
+                ids[i],
+                start.saturating_sub(prefix.len()),
+                end.saturating_sub(prefix.len()),
+            ));
+        }
+        Ok(content)
+    }
+}
+
+/// The first slice of a long article tokenized when only some windows are kept.
+const SLICE_MIN_BYTES: usize = 256 << 10;
+/// Tokens beyond the kept windows a slice must hold before it is trusted.
+const SLICE_MARGIN_TOKENS: usize = 64;
+
+/// The end of `text`'s first `len` bytes, moved back to just after a whitespace character when
+/// there is one in the last quarter (else to a character boundary); all of `text` when shorter.
+fn cut_before(text: &str, len: usize) -> usize {
+    if len >= text.len() {
+        return text.len();
+    }
+    let mut end = len;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    match text[..end].rfind(char::is_whitespace) {
+        Some(at) if at >= end - end / 4 => at,
+        _ => end,
     }
 }
 
