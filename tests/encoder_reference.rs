@@ -224,7 +224,9 @@ fn long_article_windows_cover_text_and_embed_in_input_order() {
 #[test]
 fn a_window_limit_tokenizes_only_what_the_kept_windows_need() {
     // A long article cut into slices gives the same kept windows as tokenizing it whole.
-    let files = EncoderSource::local(model_dir()).resolve().expect("resolves");
+    let files = EncoderSource::local(model_dir())
+        .resolve()
+        .expect("resolves");
     let limited = spyglass::encoder::ArticleTokenizer::for_files(
         &files,
         WindowOverrides {

@@ -713,6 +713,31 @@ pub fn run_cycle(
     })
 }
 
+/// Runs `work` (parsing or extracting one untrusted document) with a deadline, so a hostile
+/// document costs at most `deadline` of this run: past it the document is given up with an
+/// error (the work finishes in the background, bounded by the size caps, and is dropped).
+fn within<T: Send + 'static>(
+    deadline: std::time::Duration,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, String> {
+    let (send, receive) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("spyglass-parse".into())
+        .spawn(move || {
+            let _ = send.send(work());
+        })
+        .map_err(|e| format!("cannot start a parsing thread: {e}"))?;
+    receive.recv_timeout(deadline).map_err(|e| match e {
+        std::sync::mpsc::RecvTimeoutError::Timeout => format!(
+            "parsing took longer than {} (`--timeout`); the document is too large or hostile",
+            crate::triage::timespec::format_duration(deadline)
+        ),
+        std::sync::mpsc::RecvTimeoutError::Disconnected => {
+            "the parser failed on this document".to_string()
+        }
+    })
+}
+
 /// Fetches (or reads) and parses one feed. `Ok(None)`: not modified since the last fetch.
 fn read_feed(
     fetcher: &Fetcher,
@@ -727,7 +752,7 @@ fn read_feed(
                     path.display()
                 )
             })?;
-            parse_feed(&bytes, None)
+            within(fetcher.timeout(), move || parse_feed(&bytes, None))?
                 .map(|p| Some((p, None)))
                 .map_err(|e| format!("{e}; fix the file `{}`", path.display()))
         }
@@ -741,7 +766,7 @@ fn read_feed(
                     ..
                 }) => {
                     let base = url::Url::parse(&final_url).unwrap_or_else(|_| url.clone());
-                    parse_feed(&bytes, Some(&base))
+                    within(fetcher.timeout(), move || parse_feed(&bytes, Some(&base)))?
                         .map(|p| Some((p, Some(validators))))
                         .map_err(|e| match e {
                             FeedParseError::NoFeed => {
@@ -772,10 +797,12 @@ fn fetch_article(fetcher: &Fetcher, link: &str) -> Result<String, String> {
                 return Err(format!("is `{content_type}`, not a web page"));
             }
             // Pages are decoded by their declared charset (header, BOM, <meta>), not as UTF-8.
-            let html = crate::triage::charset::decode_page(&bytes, &content_type);
-            extract_article(&html, &final_url)
-                .map(|a| a.text)
-                .map_err(|e| e.to_string())
+            within(fetcher.timeout(), move || {
+                let html = crate::triage::charset::decode_page(&bytes, &content_type);
+                extract_article(&html, &final_url)
+            })?
+            .map(|a| a.text)
+            .map_err(|e| e.to_string())
         }
         Ok(Fetched::NotModified) => Err("answered 304 Not Modified to a plain request".into()),
         Err(e) => Err(e.to_string()),
@@ -1326,6 +1353,20 @@ mod tests {
         );
         assert_eq!((plan.summary.seen, plan.summary.new), (1, 0));
         assert_eq!(state.item_count().unwrap(), 1);
+    }
+
+    #[test]
+    fn parsing_past_its_deadline_is_given_up_with_a_clear_error() {
+        let slow = within(std::time::Duration::from_millis(50), || {
+            std::thread::sleep(std::time::Duration::from_secs(2));
+            1
+        });
+        assert!(slow.unwrap_err().contains("longer than"));
+        assert_eq!(within(std::time::Duration::from_secs(5), || 2), Ok(2));
+        let failed = within(std::time::Duration::from_secs(5), || -> u8 {
+            panic!("parser bug")
+        });
+        assert_eq!(failed.unwrap_err(), "the parser failed on this document");
     }
 
     #[test]

@@ -170,6 +170,11 @@ pub enum Purpose {
 }
 
 impl Fetcher {
+    /// The `--timeout`: each request's limit, and the deadline for parsing what it brought.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     pub fn new(timeout: Duration, user_agent: &str, policy: &AddressPolicy) -> Self {
         let agent = |trusted: HashSet<String>| {
             ureq::AgentBuilder::new()

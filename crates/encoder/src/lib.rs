@@ -231,9 +231,8 @@ impl ArticleTokenizer {
         // With a window limit only the kept windows' tokens matter: a long article is tokenized
         // in growing slices of its opening, cut at whitespace, until they are covered, so memory
         // follows the limit and not the article's length.
-        let needed = (self.window.max_windows > 0).then(|| {
-            budget + (self.window.max_windows - 1) * (budget - self.window.overlap) + 1
-        });
+        let needed = (self.window.max_windows > 0)
+            .then(|| budget + (self.window.max_windows - 1) * (budget - self.window.overlap) + 1);
         let mut slice_len = match needed {
             Some(needed) => body.len().min((needed * 32).max(SLICE_MIN_BYTES)),
             None => body.len(),
