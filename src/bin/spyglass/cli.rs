@@ -265,8 +265,9 @@ pub struct TrainArgs {
     pub cache: CacheArgs,
 }
 
+/// Where articles come from; shared by `label` and `embed`.
 #[derive(Debug, Args)]
-pub struct LabelArgs {
+pub struct InputArgs {
     /// Articles: a JSONL file (id, text, optional title/lang/url), a .txt/.md file (one
     /// article), a folder of them (its `.jsonl` files read as JSONL), or `-` for standard input.
     #[arg(long, short)]
@@ -275,6 +276,24 @@ pub struct LabelArgs {
     /// without being held in memory [default: 16 MiB].
     #[arg(long, default_value_t = 16 << 20, value_parser = parse_record_bytes)]
     pub max_record_bytes: usize,
+}
+
+impl InputArgs {
+    /// Opens the input with its record cap, warning about what a folder walk passed over.
+    pub fn open(&self) -> anyhow::Result<spyglass::io::input::ArticleReader> {
+        let mut reader = spyglass::io::input::ArticleReader::open(&self.input)?;
+        reader.max_record_bytes = self.max_record_bytes as u64;
+        for skipped in &reader.skipped {
+            eprintln!("warning: skipped {skipped}");
+        }
+        Ok(reader)
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct LabelArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
     /// Where to write JSONL results (`-` for standard output). Written atomically.
     #[arg(long, short, default_value = "-")]
     pub output: String,
@@ -406,14 +425,8 @@ impl EncoderArgs {
 
 #[derive(Debug, Args)]
 pub struct EmbedArgs {
-    /// Articles: a JSONL file (id, text, optional title/lang/url), a .txt/.md file (one
-    /// article), a folder of them (its `.jsonl` files read as JSONL), or `-` for standard input.
-    #[arg(long, short)]
-    pub input: String,
-    /// Longest record read, in bytes: a longer JSONL line or text file becomes an error record
-    /// without being held in memory [default: 16 MiB].
-    #[arg(long, default_value_t = 16 << 20, value_parser = parse_record_bytes)]
-    pub max_record_bytes: usize,
+    #[command(flatten)]
+    pub input: InputArgs,
     /// Where to write JSONL embeddings (`-` for standard output). Written atomically.
     #[arg(long, short, default_value = "-")]
     pub output: String,

@@ -5,7 +5,7 @@ use anyhow::Context;
 use crate::cli::EmbedArgs;
 use crate::progress::Progress;
 use spyglass::encoder::TokenizedArticle;
-use spyglass::io::input::{ArticleReader, RecordError};
+use spyglass::io::input::RecordError;
 use spyglass::io::output::Output;
 use spyglass::io::records::{EmbeddedRecord, RecordId, WindowRecord};
 
@@ -15,13 +15,9 @@ use super::{load_encoder, Outcome};
 const CHUNK_ARTICLES: usize = 128;
 
 pub fn run(args: &EmbedArgs) -> anyhow::Result<Outcome> {
-    spyglass::io::output::refuse_input(&args.output, &args.input)?;
+    spyglass::io::output::refuse_input(&args.output, &args.input.input)?;
     let encoder = load_encoder(&args.encoder)?;
-    let mut reader = ArticleReader::open(&args.input)?;
-    reader.max_record_bytes = args.max_record_bytes as u64;
-    for skipped in &reader.skipped {
-        eprintln!("warning: skipped {skipped}");
-    }
+    let mut reader = args.input.open()?;
     let mut output = Output::create(&args.output)?;
     let progress = Progress::new(reader.total_bytes, "embedding");
     let (mut articles, mut errors, mut windows, mut tokens) = (0usize, 0usize, 0usize, 0usize);
@@ -39,7 +35,7 @@ pub fn run(args: &EmbedArgs) -> anyhow::Result<Outcome> {
                     .map(|t| (RecordId::of(&article), t))
                     .map_err(|e| RecordError {
                         id: Some(article.id.clone()),
-                        source: args.input.clone(),
+                        source: args.input.input.clone(),
                         line: None,
                         error: e.to_string(),
                     })
@@ -106,6 +102,6 @@ pub fn run(args: &EmbedArgs) -> anyhow::Result<Outcome> {
     if let Some(warning) = tally.duplicate_warning() {
         eprintln!("warning: {warning}");
     }
-    tally.check_any_good(&args.input)?;
+    tally.check_any_good(&args.input.input)?;
     Ok(Outcome::Ok)
 }

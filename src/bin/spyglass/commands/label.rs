@@ -6,7 +6,6 @@ use super::model::load_model;
 use super::Outcome;
 use crate::cli::LabelArgs;
 use crate::progress::Progress;
-use spyglass::io::input::ArticleReader;
 use spyglass::io::output::Output;
 use spyglass::label::{label_stream, LabelEvent, LabelOptions};
 
@@ -17,14 +16,10 @@ pub fn run(args: &LabelArgs) -> anyhow::Result<Outcome> {
             args.min_score
         );
     }
-    spyglass::io::output::refuse_input(&args.output, &args.input)?;
+    spyglass::io::output::refuse_input(&args.output, &args.input.input)?;
     let mut model = load_model(&args.model, &args.encoder, &args.cache)?;
     let shown = super::model::topic_filter(&model, &args.topics)?;
-    let mut reader = ArticleReader::open(&args.input)?;
-    reader.max_record_bytes = args.max_record_bytes as u64;
-    for skipped in &reader.skipped {
-        eprintln!("warning: skipped {skipped}");
-    }
+    let mut reader = args.input.open()?;
     let mut output = Output::create(&args.output)?;
     let progress = Progress::new(reader.total_bytes, "labelling");
     let options = LabelOptions {
@@ -72,6 +67,6 @@ pub fn run(args: &LabelArgs) -> anyhow::Result<Outcome> {
     if let Some(warning) = tally.duplicate_warning() {
         eprintln!("warning: {warning}");
     }
-    tally.check_any_good(&args.input)?;
+    tally.check_any_good(&args.input.input)?;
     Ok(Outcome::Ok)
 }
