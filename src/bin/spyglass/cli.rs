@@ -272,8 +272,8 @@ pub struct InputArgs {
     /// article), a folder of them (its `.jsonl` files read as JSONL), or `-` for standard input.
     #[arg(long, short)]
     pub input: String,
-    /// Longest record read, in bytes: a longer JSONL line or text file becomes an error record
-    /// without being held in memory [default: 16 MiB].
+    /// Longest record read, in bytes (16777216 = 16 MiB): a longer JSONL line or text file
+    /// becomes an error record without being held in memory.
     #[arg(long, default_value_t = 16 << 20, value_parser = parse_record_bytes)]
     pub max_record_bytes: usize,
 }
