@@ -39,7 +39,7 @@ pub enum GateError {
     NotANumber { spec: String, value: String },
     #[error("`--fail-under {spec}`: a gate is a score from 0 to 1, not `{value}`")]
     OutOfRange { spec: String, value: String },
-    #[error("`--fail-under {metric}=...`: `{metric}` is not a metric of this report; use macro_f1, micro_f1 or a topic id ({topics})")]
+    #[error("`--fail-under {metric}=...`: `{metric}` is neither macro_f1, micro_f1 nor a topic of the taxonomy ({topics})")]
     UnknownMetric { metric: String, topics: String },
 }
 
@@ -69,6 +69,19 @@ pub fn parse_gates(specs: &[String]) -> Result<Vec<Gate>, GateError> {
             })
         })
         .collect()
+}
+
+/// Checks every gate names `macro_f1`, `micro_f1` or one of `topics`, before any scoring.
+pub fn check_metrics(gates: &[Gate], topics: &[String]) -> Result<(), GateError> {
+    match gates.iter().find(|g| {
+        !matches!(g.metric.as_str(), "macro_f1" | "micro_f1") && !topics.contains(&g.metric)
+    }) {
+        Some(gate) => Err(GateError::UnknownMetric {
+            metric: gate.metric.clone(),
+            topics: topics.join(", "),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// Checks every gate against `report`; a metric the report lacks is an error, not a pass or a

@@ -125,6 +125,20 @@ impl TrainPlan {
     }
 }
 
+impl TrainPlan {
+    /// Checks the folds fit the training articles; call it before embedding them.
+    pub fn check_folds(&self, train_articles: usize, train_path: &Path) -> Result<(), FitError> {
+        if self.folds > train_articles {
+            return Err(FitError::MoreFoldsThanArticles {
+                folds: self.folds,
+                articles: train_articles,
+                path: train_path.display().to_string(),
+            });
+        }
+        Ok(())
+    }
+}
+
 /// One split: where it came from, its articles and their embeddings (same order).
 pub struct Split<'a> {
     pub path: &'a Path,
@@ -255,13 +269,7 @@ pub fn train_bundle(
             });
         }
     }
-    if plan.folds > train.articles.len() {
-        return Err(FitError::MoreFoldsThanArticles {
-            folds: plan.folds,
-            articles: train.articles.len(),
-            path: train.path.display().to_string(),
-        });
-    }
+    plan.check_folds(train.articles.len(), train.path)?;
     let topics: Vec<String> = taxonomy.ids().iter().map(|s| s.to_string()).collect();
     let y_train = label_matrix(train.articles, &topics);
     let y_dev = label_matrix(dev.articles, &topics);

@@ -90,7 +90,7 @@ pub struct CycleSettings {
     pub min_score: f32,
     /// Which topics rank and are reported, in scorer order.
     pub shown: Vec<bool>,
-    /// Items read per feed per cycle, newest first; the rest wait for a later cycle.
+    /// New items taken per feed per cycle, newest first; the rest wait for a later cycle.
     pub max_items_per_feed: usize,
 }
 
@@ -133,11 +133,12 @@ pub enum TriageEvent {
         feed: String,
         position: usize,
     },
-    /// A feed with more items than `max_items_per_feed`: only the newest were read.
+    /// A feed with more new items than `max_items_per_feed`: the newest were taken, the rest
+    /// wait for a later cycle.
     FeedCapped {
         name: String,
         kept: usize,
-        total: usize,
+        deferred: usize,
     },
     ArticleFallback {
         link: String,
@@ -206,9 +207,13 @@ impl std::fmt::Display for TriageEvent {
                 f,
                 "skipped item {position} of feed `{feed}`: it has no title and no text"
             ),
-            TriageEvent::FeedCapped { name, kept, total } => write!(
+            TriageEvent::FeedCapped {
+                name,
+                kept,
+                deferred,
+            } => write!(
                 f,
-                "feed `{name}` lists {total} items; reading the newest {kept} (`--max-items-per-feed`), the rest next time"
+                "feed `{name}`: took the newest {kept} new items (`--max-items-per-feed`); {deferred} more come next time"
             ),
             TriageEvent::ArticleFallback { link, message } => {
                 write!(f, "article `{link}`: {message}; using the feed's text")
@@ -413,17 +418,11 @@ pub fn run_cycle(
         let total = parsed.items.len();
         let mut items: Vec<(usize, FeedItem)> = parsed.items.into_iter().enumerate().collect();
         if items.len() > settings.max_items_per_feed {
-            // Newest first (undated items last, in feed order); a huge feed costs at most the
-            // cap each cycle.
+            // Newest first (undated items last, in feed order), so the cap below keeps the
+            // newest new stories.
             items.sort_by(|(ia, a), (ib, b)| b.published.cmp(&a.published).then(ia.cmp(ib)));
-            items.truncate(settings.max_items_per_feed);
-            items.sort_by_key(|(i, _)| *i);
-            events(TriageEvent::FeedCapped {
-                name: name.clone(),
-                kept: items.len(),
-                total,
-            });
         }
+        let mut deferred = 0usize;
         for (n, item) in items {
             summary.items += 1;
             let FeedItem {
@@ -499,6 +498,11 @@ pub fn run_cycle(
                     continue;
                 }
             }
+            if fresh == settings.max_items_per_feed {
+                // Past the cap: left unrecorded, so it comes again next cycle.
+                deferred += 1;
+                continue;
+            }
             fresh += 1;
             for k in &keys {
                 by_key.insert(k.clone(), candidates.len());
@@ -527,10 +531,19 @@ pub fn run_cycle(
             old,
             empty,
         });
+        if deferred > 0 {
+            events(TriageEvent::FeedCapped {
+                name: source.name(),
+                kept: fresh,
+                deferred,
+            });
+        }
         feed_records[fi] = Some(FeedRecord {
             key,
             title: feed_title,
-            validators: new_validators,
+            // With items deferred, the old caching headers stay, so the next fetch is not
+            // answered "not modified" before those items are read.
+            validators: if deferred > 0 { None } else { new_validators },
             status: "ok".into(),
         });
     }
@@ -1370,7 +1383,7 @@ mod tests {
     }
 
     #[test]
-    fn a_huge_feed_is_read_newest_first_up_to_the_cap() {
+    fn a_huge_feed_is_read_newest_first_up_to_the_cap_and_the_rest_next_cycle() {
         let dir = tempfile::tempdir().unwrap();
         let feed = write_feed(
             dir.path(),
@@ -1381,7 +1394,7 @@ mod tests {
                 ("Middle", "https://n.example/3", "three", 5),
             ],
         );
-        let state = State::open(&dir.path().join("state.sqlite")).unwrap();
+        let mut state = State::open(&dir.path().join("state.sqlite")).unwrap();
         let mut scorer = FakeScorer::new(&[
             ("one", 0, [0.9, 0.0]),
             ("two", 1, [0.9, 0.0]),
@@ -1389,12 +1402,13 @@ mod tests {
         ]);
         let mut capped = settings(0.0, [true, true]);
         capped.max_items_per_feed = 2;
+        let stop = AtomicBool::new(false);
         let (plan, events) = cycle(
-            &[feed],
+            std::slice::from_ref(&feed),
             &capped,
             &state,
             &mut scorer,
-            &AtomicBool::new(false),
+            &stop,
         );
         let mut read: Vec<&str> = plan.items.iter().map(|i| i.title.as_str()).collect();
         read.sort_unstable();
@@ -1403,10 +1417,15 @@ mod tests {
             e,
             TriageEvent::FeedCapped {
                 kept: 2,
-                total: 3,
+                deferred: 1,
                 ..
             }
         )));
+        state.commit(plan.now, &plan.feeds, &plan.items).unwrap();
+        // The deferred item is the next cycle's new one.
+        let (plan, _) = cycle(&[feed], &capped, &state, &mut scorer, &stop);
+        assert_eq!(titles(&plan), vec!["Oldest"]);
+        assert_eq!(plan.summary.seen, 2);
     }
 
     #[test]

@@ -12,9 +12,6 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-/// SHA-256 of a file, read in blocks.
-pub use crate::encoder::file_sha256;
-
 /// A folder under an XDG base directory: `$VAR/spyglass`, else `~/<fallback>/spyglass` (an
 /// empty variable counts as unset, as the XDG specification says).
 fn xdg(var: &str, fallback: &str) -> PathBuf {

@@ -443,8 +443,8 @@ pub struct TriageArgs {
     /// A feed URL or a local feed file; repeatable.
     #[arg(long = "feed")]
     pub feeds: Vec<String>,
-    /// Items read per feed per cycle, newest first (1 to 1000000); the rest wait for a later
-    /// cycle, so one huge feed cannot stall a run.
+    /// New items taken per feed per cycle, newest first (1 to 1000000); the rest wait for a
+    /// later cycle, so one huge feed cannot stall a run.
     #[arg(long, default_value_t = 500, value_parser = parse_max_items)]
     pub max_items_per_feed: usize,
     /// A file listing feeds, one URL or path per line (`#` starts a comment).

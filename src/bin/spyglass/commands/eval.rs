@@ -32,11 +32,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<Outcome> {
         args.model.taxonomy.as_deref(),
     )?)?;
     let topics: Vec<String> = taxonomy.ids().iter().map(|s| s.to_string()).collect();
-    for Gate { metric: key, .. } in &gates {
-        if !matches!(key.as_str(), "macro_f1" | "micro_f1") && !topics.contains(key) {
-            bail!("`--fail-under {key}=…`: `{key}` is neither macro_f1, micro_f1 nor a topic of the taxonomy ({})", topics.join(", "));
-        }
-    }
+    spyglass::eval::gates::check_metrics(&gates, &topics)?;
     let mut articles: Vec<LabelledArticle> = Vec::new();
     let mut data = Vec::new();
     for path in &args.data {

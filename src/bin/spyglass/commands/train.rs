@@ -93,14 +93,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<Outcome> {
     )?)?;
     let train = read_labelled(&args.train, &taxonomy)?;
     let dev = read_labelled(&args.dev, &taxonomy)?;
-    if args.folds > train.len() {
-        anyhow::bail!(
-            "`--folds {}` is more than the {} articles in `{}`; pass fewer folds",
-            args.folds,
-            train.len(),
-            args.train.display()
-        );
-    }
+    plan.check_folds(train.len(), &args.train)?;
     let mut encoder = load_cached_encoder(
         &args.encoder,
         args.encoder.choice().source(),
