@@ -11,6 +11,7 @@ use crate::model::head::{
     EnsembleHead, FeatureSet, Head, LexicalHead, LinearHead, Platt, ZeroShotHead,
 };
 use crate::model::lexical::{NgramConfig, Vectorizer};
+use crate::model::probes::Probes;
 use crate::model::taxonomy::{sha256_hex, Taxonomy, Topic};
 
 pub const MANIFEST_FILE: &str = "manifest.json";
@@ -38,6 +39,11 @@ pub struct Manifest {
     /// an edited manifest (topics reordered, a threshold changed) is refused.
     #[serde(default)]
     pub binding_sha256: String,
+    /// Probe articles with the embeddings and scores the encoder gave them at training, so
+    /// another copy of the encoder is accepted when it reproduces them (bundles from older
+    /// spyglass versions have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probes: Option<Probes>,
     #[serde(default)]
     pub training: serde_json::Value,
     #[serde(default)]
@@ -106,9 +112,9 @@ pub enum BundleError {
 }
 
 /// The hash of what gives the weights their meaning: head kind, weights hash, topic order,
-/// calibration, thresholds and the encoder width.
+/// calibration, thresholds, the encoder width and the probes when there are some.
 pub fn binding_sha256(m: &Manifest) -> String {
-    let canonical = serde_json::json!({
+    let mut canonical = serde_json::json!({
         "head": m.head,
         "weights_sha256": m.weights_sha256,
         "topics": m.topics,
@@ -116,6 +122,9 @@ pub fn binding_sha256(m: &Manifest) -> String {
         "thresholds": m.thresholds,
         "hidden_size": m.encoder.hidden_size,
     });
+    if let Some(probes) = &m.probes {
+        canonical["probes"] = serde_json::to_value(probes).expect("probes serialise");
+    }
     sha256_hex(canonical.to_string().as_bytes())
 }
 
@@ -149,6 +158,25 @@ fn check_manifest(m: &Manifest) -> Result<(), String> {
     }
     if m.encoder.hidden_size == 0 {
         return Err("its encoder hidden_size is 0".into());
+    }
+    if let Some(probes) = &m.probes {
+        for (i, probe) in probes.articles.iter().enumerate() {
+            if probe.embedding.len() != m.encoder.hidden_size
+                || probe.scores.len() != m.topics.len()
+                || !probe
+                    .embedding
+                    .iter()
+                    .chain(&probe.scores)
+                    .all(|v| v.is_finite())
+            {
+                return Err(format!(
+                    "probe {} does not hold {} finite embedding values and {} finite scores",
+                    i + 1,
+                    m.encoder.hidden_size,
+                    m.topics.len()
+                ));
+            }
+        }
     }
     if m.binding_sha256.is_empty() {
         return Err("it has no binding_sha256 (made by an older spyglass); retrain it with `spyglass train`".into());
@@ -486,6 +514,7 @@ mod tests {
             thresholds: topics.iter().map(|t| (t.to_string(), 0.4)).collect(),
             weights_sha256: String::new(),
             binding_sha256: String::new(),
+            probes: None,
             training: serde_json::Value::Null,
             dev_metrics: serde_json::Value::Null,
         }
@@ -502,8 +531,18 @@ mod tests {
             features: FeatureSet::MeanMax,
         });
         let mut m = manifest(&["a", "b"]);
+        m.probes = Some(Probes {
+            precision: "f32".into(),
+            articles: vec![crate::model::probes::ProbeArticle {
+                title: "t".into(),
+                text: "x".into(),
+                embedding: vec![0.6, 0.8],
+                scores: vec![0.25, 0.75],
+            }],
+        });
         Bundle::save(dir.path(), &mut m, &head).unwrap();
         let loaded = Bundle::load(dir.path()).unwrap();
+        assert_eq!(loaded.manifest.probes, m.probes);
         let article = ArticleEmbedding {
             embedding: vec![0.6, 0.8],
             windows: vec![WindowEmbedding {
@@ -541,6 +580,20 @@ mod tests {
         std::fs::write(&manifest_path, edited.to_string()).unwrap();
         let err = Bundle::load(dir.path()).unwrap_err().to_string();
         assert!(err.contains("topic `b` has no threshold"), "{err}");
+        // Probes are bound too (a copy of another encoder cannot be waved through by editing
+        // them), and checked for shape first.
+        let mut edited: serde_json::Value = serde_json::from_str(&original).unwrap();
+        edited["probes"]["articles"][0]["scores"] = serde_json::json!([0.5, 0.5]);
+        std::fs::write(&manifest_path, edited.to_string()).unwrap();
+        let err = Bundle::load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("edited after training"), "{err}");
+        edited["probes"]["articles"][0]["scores"] = serde_json::json!([0.5]);
+        std::fs::write(&manifest_path, edited.to_string()).unwrap();
+        let err = Bundle::load(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("probe 1 does not hold 2 finite embedding values and 2 finite scores"),
+            "{err}"
+        );
         std::fs::write(&manifest_path, &original).unwrap();
         Bundle::load(dir.path()).unwrap();
 

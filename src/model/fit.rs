@@ -12,9 +12,10 @@ use crate::eval::metrics::{column, macro_f1, Confusion};
 use crate::io::cache::{CachedEncoder, CachedEncoderError};
 use crate::io::data::LabelledArticle;
 use crate::model::bundle::{Manifest, TaxonomyPin};
-use crate::model::classify::zero_shot_head;
+use crate::model::classify::{zero_shot_head, Classifier, ScoredHead};
 use crate::model::head::{article_features, document_text, FeatureSet, Head, Platt};
 use crate::model::load::encoder_pin;
+use crate::model::probes;
 use crate::model::taxonomy::Taxonomy;
 use crate::model::train::{
     calibrate, fit_logistic_head, train_linear, Examples, LexicalConfig, LexicalRequest,
@@ -89,6 +90,8 @@ pub enum FitError {
     Train(#[from] TrainError),
     #[error("cannot embed the taxonomy's descriptions for the zero-shot head")]
     ZeroShot(#[source] Box<crate::encoder::EncoderError>),
+    #[error("cannot embed the encoder probes the bundle records")]
+    Probes(#[source] Box<crate::encoder::EncoderError>),
     #[error("cannot read `{path}`")]
     Hash {
         path: String,
@@ -426,6 +429,22 @@ pub fn train_bundle(
         thresholds,
         weights_sha256: String::new(),
         binding_sha256: String::new(),
+        probes: Some(
+            probes::record(
+                &encoder.encoder,
+                &Classifier {
+                    topics: topics.clone(),
+                    heads: vec![ScoredHead {
+                        head: head.clone(),
+                        topic_indices: (0..topics.len()).collect(),
+                        calibration: fitted.platt.clone(),
+                        thresholds: fitted.thresholds.clone(),
+                    }],
+                },
+                encoder.encoder.precision(),
+            )
+            .map_err(FitError::Probes)?,
+        ),
         training: json!({
             "train": {"path": train.path, "sha256": hash(train.path)?, "articles": train.articles.len()},
             "dev": {"path": dev.path, "sha256": hash(dev.path)?, "articles": dev.articles.len()},

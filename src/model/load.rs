@@ -15,6 +15,7 @@ use crate::io::cache::{
 use crate::model::bundle::{Bundle, BundleError, EncoderPin, Manifest};
 use crate::model::classify::{uncalibrated_zero_shot, zero_shot_head, Classifier, ScoredHead};
 use crate::model::defaults;
+use crate::model::probes;
 use crate::model::taxonomy::{Taxonomy, TaxonomyError};
 
 /// The encoder every command uses when neither `--encoder` nor a bundle names one.
@@ -156,6 +157,8 @@ pub enum LoadError {
 pub enum LoadNotice {
     /// `allow_encoder_mismatch` let a different encoder through.
     EncoderMismatchAllowed(String),
+    /// Another copy of the bundle's encoder reproduced its probes within the tolerance.
+    EncoderReproducesProbes(String),
     /// Taxonomy topics the bundle lacks, scored by the zero-shot head meanwhile.
     TopicsNotInBundle { topics: Vec<String>, bundle: String },
 }
@@ -166,6 +169,7 @@ impl std::fmt::Display for LoadNotice {
             LoadNotice::EncoderMismatchAllowed(message) => {
                 write!(f, "{message}; scores may be off (--allow-encoder-mismatch)")
             }
+            LoadNotice::EncoderReproducesProbes(message) => write!(f, "{message}; using it"),
             LoadNotice::TopicsNotInBundle { topics, bundle } => write!(
                 f,
                 "topics {} are not in bundle `{bundle}`; scoring them with the uncalibrated zero-shot head until you retrain",
@@ -208,17 +212,20 @@ impl LoadedModel {
     }
 }
 
-/// Resolves and loads an encoder (no cache).
+/// Resolves and loads an encoder (no cache). `pinned` settings (a bundle's) apply when the
+/// encoder's folder and the built-in list do not say how it embeds.
 pub fn load_encoder(
     choice: &EncoderChoice,
     source: EncoderSource,
     windows: WindowOverrides,
+    pinned: Option<EncoderSettings>,
 ) -> Result<Encoder, LoadError> {
     let name = source.id_or_dir.clone();
-    let files = source.resolve().map_err(|source| LoadError::FindEncoder {
+    let mut files = source.resolve().map_err(|source| LoadError::FindEncoder {
         name: name.clone(),
         source: Box::new(source),
     })?;
+    files.pinned_settings = pinned;
     Encoder::load(files, windows, &default_device(), choice.precision).map_err(|source| {
         LoadError::LoadEncoder {
             name,
@@ -232,9 +239,10 @@ pub fn load_cached_encoder(
     choice: &EncoderChoice,
     source: EncoderSource,
     windows: WindowOverrides,
+    pinned: Option<EncoderSettings>,
     cache: &CacheChoice,
 ) -> Result<CachedEncoder, LoadError> {
-    let encoder = load_encoder(choice, source, windows)?;
+    let encoder = load_encoder(choice, source, windows, pinned)?;
     Ok(CachedEncoder::new(
         encoder,
         cache.open()?,
@@ -274,6 +282,78 @@ fn with_precision(name: String, precision: Precision) -> String {
     }
 }
 
+/// What the encoder check found.
+enum EncoderCheck {
+    /// The very weights and settings the bundle was trained with.
+    Same,
+    /// Other weights that reproduce the bundle's probes: the line says how closely.
+    Reproduced(String),
+    /// Another encoder, other settings, or a copy that misses the probes: the reason, with the
+    /// figure where there is one.
+    Different(String),
+}
+
+/// Checks that `encoder` computes what the bundle's encoder did: the same weights pass; a copy
+/// of the same model (other bytes, same id or an unrecognised folder, same prefix and pooling)
+/// passes when it reproduces the probes within the tolerance; anything else is different.
+fn encoder_problem(
+    encoder: &CachedEncoder,
+    got: &EncoderPin,
+    manifest: &Manifest,
+    bundle_classifier: &Classifier,
+) -> Result<EncoderCheck, LoadError> {
+    let pin = &manifest.encoder;
+    let name = &encoder.encoder.files().id;
+    let short = |sha: &str| sha[..12.min(sha.len())].to_string();
+    if got.prefix != pin.prefix || got.pooling != pin.pooling {
+        return Ok(EncoderCheck::Different(format!(
+            "encoder `{name}` embeds with prefix {:?} and {:?} pooling, but the bundle's {} used prefix {:?} and {:?} pooling",
+            got.prefix, got.pooling, pin.id, pin.prefix, pin.pooling
+        )));
+    }
+    if got.weights_sha256 == pin.weights_sha256 {
+        return Ok(EncoderCheck::Same);
+    }
+    let recognised = EncoderSettings::known_id(encoder.encoder.files()).is_some()
+        || !std::path::Path::new(name).exists();
+    if recognised && got.id != pin.id {
+        return Ok(EncoderCheck::Different(format!(
+            "encoder `{name}` is {}, but the bundle was trained with {}",
+            got.id, pin.id
+        )));
+    }
+    let Some(probes) = &manifest.probes else {
+        return Ok(EncoderCheck::Different(format!(
+            "encoder `{name}` (weights sha256 {}…) is not the copy the bundle was trained with ({} at {}, weights sha256 {}…), and the bundle records no probes to compare them by (retrain it with this spyglass to record them)",
+            short(&got.weights_sha256), pin.id, pin.revision, short(&pin.weights_sha256)
+        )));
+    };
+    let measured =
+        probes::compare(&encoder.encoder, bundle_classifier, probes).map_err(|source| {
+            LoadError::LoadEncoder {
+                name: name.clone(),
+                source,
+            }
+        })?;
+    let tolerance = probes::TOLERANCE;
+    let copy = format!(
+        "encoder `{name}` (weights sha256 {}…) is not the copy the bundle was trained with ({} at {}, weights sha256 {}…)",
+        short(&got.weights_sha256),
+        pin.id,
+        pin.revision,
+        short(&pin.weights_sha256)
+    );
+    Ok(if measured.within(tolerance) {
+        EncoderCheck::Reproduced(format!(
+            "{copy}, but reproduces its probes: {measured} (tolerance: {tolerance})"
+        ))
+    } else {
+        EncoderCheck::Different(format!(
+            "{copy} and does not reproduce its probes: {measured}, outside the tolerance ({tolerance})"
+        ))
+    })
+}
+
 /// Loads the taxonomy, the encoder (the bundle's, unless one is named) and the classifier.
 pub fn load_model(
     model: &ModelChoice,
@@ -289,7 +369,7 @@ pub fn load_model(
         BundleChoice::ZeroShot => None,
     };
     let Some(bundle_dir) = bundle_dir else {
-        let encoder = load_cached_encoder(enc, enc.source(), enc.windows, cache)?;
+        let encoder = load_cached_encoder(enc, enc.source(), enc.windows, None, cache)?;
         let head =
             zero_shot_head(&encoder.encoder, &taxonomy, &topics).map_err(LoadError::ZeroShot)?;
         let classifier = Classifier {
@@ -313,7 +393,18 @@ pub fn load_model(
         overlap: enc.windows.overlap.or(Some(pin.window.overlap)),
         max_windows: enc.windows.max_windows.or(Some(pin.window.max_windows)),
     };
-    let encoder = load_cached_encoder(enc, enc.source_or(&pin.id, &pin.revision), windows, cache)?;
+    let pinned = EncoderSettings {
+        prefix: pin.prefix.clone(),
+        query_prefix: pin.query_prefix.clone(),
+        pooling: pin.pooling,
+    };
+    let encoder = load_cached_encoder(
+        enc,
+        enc.source_or(&pin.id, &pin.revision),
+        windows,
+        Some(pinned),
+        cache,
+    )?;
     let got = encoder_pin(&encoder);
     if got.hidden_size != pin.hidden_size {
         return Err(LoadError::HiddenSize {
@@ -324,26 +415,6 @@ pub fn load_model(
             pinned_size: pin.hidden_size,
         });
     }
-    if got.weights_sha256 != pin.weights_sha256
-        || got.prefix != pin.prefix
-        || got.pooling != pin.pooling
-    {
-        let message = format!(
-            "encoder `{}` (weights sha256 {}…, prefix {:?}) is not the one bundle `{}` was trained with ({} at {}, weights sha256 {}…, prefix {:?})",
-            encoder.encoder.files().id,
-            &got.weights_sha256[..12.min(got.weights_sha256.len())],
-            got.prefix,
-            bundle_dir.display(),
-            pin.id,
-            pin.revision,
-            &pin.weights_sha256[..12.min(pin.weights_sha256.len())],
-            pin.prefix
-        );
-        if !model.allow_encoder_mismatch {
-            return Err(LoadError::EncoderMismatch(message));
-        }
-        notice(LoadNotice::EncoderMismatchAllowed(message));
-    }
     let m = &bundle.manifest;
     let index = |id: &str| {
         topics
@@ -351,11 +422,38 @@ pub fn load_model(
             .position(|t| t == id)
             .expect("check_taxonomy verified every bundle topic is in the taxonomy")
     };
-    let mut heads = vec![ScoredHead {
+    let bundle_head = ScoredHead {
         head: bundle.head.clone(),
-        topic_indices: m.topics.iter().map(|t| index(t)).collect(),
+        topic_indices: (0..m.topics.len()).collect(),
         calibration: m.topics.iter().map(|t| m.calibration[t]).collect(),
         thresholds: m.topics.iter().map(|t| m.thresholds[t]).collect(),
+    };
+    let problem = encoder_problem(
+        &encoder,
+        &got,
+        m,
+        &Classifier {
+            topics: m.topics.clone(),
+            heads: vec![bundle_head.clone()],
+        },
+    )?;
+    match problem {
+        EncoderCheck::Same => {}
+        EncoderCheck::Reproduced(line) => notice(LoadNotice::EncoderReproducesProbes(format!(
+            "{line}, bundle `{}`",
+            bundle_dir.display()
+        ))),
+        EncoderCheck::Different(reason) => {
+            let message = format!("{reason} (bundle `{}`)", bundle_dir.display());
+            if !model.allow_encoder_mismatch {
+                return Err(LoadError::EncoderMismatch(message));
+            }
+            notice(LoadNotice::EncoderMismatchAllowed(message));
+        }
+    }
+    let mut heads = vec![ScoredHead {
+        topic_indices: m.topics.iter().map(|t| index(t)).collect(),
+        ..bundle_head
     }];
     if !new_topics.is_empty() {
         notice(LoadNotice::TopicsNotInBundle {

@@ -10,5 +10,6 @@ pub mod lang;
 pub mod lexical;
 pub mod load;
 pub mod logistic;
+pub mod probes;
 pub mod taxonomy;
 pub mod train;

@@ -110,6 +110,9 @@ impl EncoderSettings {
                 query_prefix: entry.query_prefix,
                 pooling: entry.pooling,
             },
+            None if files.pinned_settings.is_some() => {
+                files.pinned_settings.clone().expect("checked")
+            }
             None => Self {
                 prefix: String::new(),
                 query_prefix: String::new(),
@@ -141,6 +144,7 @@ mod tests {
             tokenizer: dir.join("tokenizer.json"),
             weights: vec![],
             dir: dir.to_path_buf(),
+            pinned_settings: None,
         }
     }
 
@@ -161,6 +165,29 @@ mod tests {
         std::fs::create_dir(&dir).unwrap();
         let s = EncoderSettings::for_encoder(&files(dir.to_str().unwrap(), &dir)).unwrap();
         assert_eq!(s.prefix, "passage: ");
+    }
+
+    #[test]
+    fn pinned_settings_fill_in_only_for_an_unknown_folder() {
+        let parent = tempfile::tempdir().unwrap();
+        let pinned = EncoderSettings {
+            prefix: "passage: ".into(),
+            query_prefix: "query: ".into(),
+            pooling: Pooling::Mean,
+        };
+        let unknown = parent.path().join("my-download");
+        std::fs::create_dir(&unknown).unwrap();
+        let mut f = files(unknown.to_str().unwrap(), &unknown);
+        assert_eq!(EncoderSettings::for_encoder(&f).unwrap().prefix, "");
+        f.pinned_settings = Some(pinned.clone());
+        assert_eq!(EncoderSettings::for_encoder(&f).unwrap(), pinned);
+        // A known model keeps its own settings whatever a bundle pinned.
+        let mut known = files(
+            "sentence-transformers/paraphrase-multilingual-MiniLM-L12-v2",
+            &unknown,
+        );
+        known.pinned_settings = Some(pinned.clone());
+        assert_eq!(EncoderSettings::for_encoder(&known).unwrap().prefix, "");
     }
 
     #[test]

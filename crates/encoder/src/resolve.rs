@@ -30,6 +30,10 @@ pub struct EncoderFiles {
     pub weights: Vec<PathBuf>,
     /// The folder the files live in (sentence-transformers side files are looked up here).
     pub dir: PathBuf,
+    /// How to embed with these files when neither the folder's `spyglass-encoder.toml` nor the
+    /// built-in list knows the model: what a model bundle recorded for its encoder, so a copy in
+    /// a folder of any name embeds as the bundle's did.
+    pub pinned_settings: Option<crate::manifest::EncoderSettings>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -151,6 +155,7 @@ impl EncoderSource {
             tokenizer,
             weights,
             dir,
+            pinned_settings: None,
         })
     }
 
@@ -224,6 +229,7 @@ fn resolve_local(dir: &Path, id: &str) -> Result<EncoderFiles, ResolveError> {
         tokenizer,
         weights,
         dir: dir.to_path_buf(),
+        pinned_settings: None,
     })
 }
 

@@ -148,7 +148,8 @@ pub struct ModelArgs {
     /// taxonomy built into spyglass].
     #[arg(long)]
     pub taxonomy: Option<PathBuf>,
-    /// Use the bundle even if the encoder's weights differ from those it was trained with.
+    /// Use the bundle even with an encoder it refuses: another model, or a copy that does not
+    /// reproduce the bundle's probe embeddings and scores within its tolerance.
     #[arg(long)]
     pub allow_encoder_mismatch: bool,
 }

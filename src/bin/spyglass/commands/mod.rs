@@ -27,5 +27,6 @@ pub fn load_encoder(args: &EncoderArgs) -> anyhow::Result<Encoder> {
         &choice,
         choice.source(),
         choice.windows,
+        None,
     )?)
 }

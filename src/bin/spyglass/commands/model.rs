@@ -32,6 +32,7 @@ pub fn load_cached_encoder(
         &enc.choice(),
         source,
         windows,
+        None,
         &cache.choice(),
     )?)
 }
