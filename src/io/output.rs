@@ -92,6 +92,9 @@ fn sweep_stale_partials(dir: &Path) {
     }
 }
 
+/// The one device spyglass writes into rather than refusing: writing there replaces nothing.
+const NULL_DEVICE: &str = "/dev/null";
+
 /// Names of standard output that users pass as a path.
 const STDOUT_PATHS: [&str; 3] = ["/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"];
 
@@ -144,6 +147,8 @@ pub struct Output {
 
 enum Sink {
     Stdout(BufWriter<std::io::Stdout>),
+    /// `/dev/null` (or a link to it): output thrown away, the device left as it is.
+    Discard(std::io::Sink),
     File {
         writer: BufWriter<tempfile::NamedTempFile>,
         target: PathBuf,
@@ -158,6 +163,12 @@ impl Output {
             return Ok(Self {
                 sink: Sink::Stdout(BufWriter::new(std::io::stdout())),
                 name: "<stdout>".into(),
+            });
+        }
+        if std::fs::canonicalize(spec).is_ok_and(|real| real == Path::new(NULL_DEVICE)) {
+            return Ok(Self {
+                sink: Sink::Discard(std::io::sink()),
+                name: NULL_DEVICE.into(),
             });
         }
         let target = file_target(spec)?;
@@ -188,6 +199,7 @@ impl Output {
     pub fn writer(&mut self) -> &mut dyn Write {
         match &mut self.sink {
             Sink::Stdout(w) => w,
+            Sink::Discard(w) => w,
             Sink::File { writer, .. } => writer,
         }
     }
@@ -216,6 +228,7 @@ impl Output {
                 path: self.name,
                 source,
             }),
+            Sink::Discard(_) => Ok(()),
             Sink::File {
                 writer,
                 target,
@@ -287,7 +300,7 @@ mod tests {
 
     #[cfg(unix)]
     #[test]
-    fn links_are_written_through_and_devices_and_folders_refused() {
+    fn links_are_written_through_dev_null_discards_and_other_devices_and_folders_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let real = dir.path().join("real.jsonl");
         std::fs::write(&real, "old\n").unwrap();
@@ -303,7 +316,24 @@ mod tests {
             .is_symlink());
         assert_eq!(std::fs::read_to_string(&real).unwrap(), "new\n");
 
-        for spec in ["/dev/null", dir.path().to_str().unwrap()] {
+        // `/dev/null`, or a link to it, discards the output and stays a device.
+        let to_null = dir.path().join("to-null");
+        std::os::unix::fs::symlink("/dev/null", &to_null).unwrap();
+        for spec in ["/dev/null", to_null.to_str().unwrap()] {
+            let mut out = Output::create(spec).unwrap();
+            out.write_str("dropped\n").unwrap();
+            out.finish().unwrap();
+        }
+        use std::os::unix::fs::FileTypeExt;
+        assert!(std::fs::metadata("/dev/null")
+            .unwrap()
+            .file_type()
+            .is_char_device());
+        assert!(std::fs::symlink_metadata(&to_null)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        for spec in ["/dev/zero", dir.path().to_str().unwrap()] {
             let err = Output::create(spec).err().expect("refused");
             assert!(
                 err.to_string().contains("not a regular file"),
