@@ -91,13 +91,13 @@ impl EmbeddingSpace {
 
 /// The cache key of one article in one embedding space.
 pub fn article_key(space_hash: &str, doc: Document<'_>) -> String {
-    let mut bytes = Vec::with_capacity(space_hash.len() + doc.text.len() + 64);
-    bytes.extend_from_slice(space_hash.as_bytes());
-    bytes.push(0);
-    bytes.extend_from_slice(doc.title.unwrap_or("").as_bytes());
-    bytes.push(0);
-    bytes.extend_from_slice(doc.text.as_bytes());
-    sha256_hex(&bytes)
+    crate::util::sha256_hex_of(&[
+        space_hash.as_bytes(),
+        b"\0",
+        doc.title.unwrap_or("").as_bytes(),
+        b"\0",
+        doc.text.as_bytes(),
+    ])
 }
 
 pub struct EmbeddingCache {

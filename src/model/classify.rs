@@ -72,6 +72,7 @@ impl Classifier {
     /// Scores one article: its embedding and the document that was embedded (the lexical
     /// channel reads the text itself).
     pub fn predict(&self, article: &ArticleEmbedding, doc: Document<'_>) -> Prediction {
+        let doc = kept_document(article, doc);
         let n = self.topics.len();
         let mut p = Prediction {
             probs: vec![0.0; n],
@@ -97,6 +98,24 @@ impl Classifier {
             }
         }
         p
+    }
+}
+
+/// The part of `doc` the encoder read: all of it, or for an article cut by the window limit
+/// the text up to the end of its last window, so every channel of a head (the lexical one
+/// reads text) judges the same words, and a huge article costs no more than its kept windows.
+pub fn kept_document<'a>(article: &ArticleEmbedding, doc: Document<'a>) -> Document<'a> {
+    let Some(last) = article.windows.last().filter(|_| article.truncated) else {
+        return doc;
+    };
+    let end = doc
+        .text
+        .char_indices()
+        .nth(last.span.end)
+        .map_or(doc.text.len(), |(byte, _)| byte);
+    Document {
+        title: doc.title,
+        text: &doc.text[..end],
     }
 }
 
@@ -193,6 +212,30 @@ pub fn excerpt(text: &str, span: Span, max_chars: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::encoder::WindowEmbedding;
+
+    #[test]
+    fn a_truncated_article_is_judged_on_the_text_its_windows_read() {
+        let window = |start, end| WindowEmbedding {
+            span: Span { start, end },
+            tokens: 3,
+            embedding: vec![1.0],
+        };
+        let doc = Document {
+            title: Some("Titel"),
+            text: "Ärger über Spionage. Später mehr.",
+        };
+        let mut article = ArticleEmbedding {
+            embedding: vec![1.0],
+            windows: vec![window(0, 5), window(4, 20)],
+            truncated: true,
+        };
+        let kept = kept_document(&article, doc);
+        assert_eq!(kept.text, "Ärger über Spionage.");
+        assert_eq!(kept.title, Some("Titel"));
+        article.truncated = false;
+        assert_eq!(kept_document(&article, doc).text, doc.text);
+    }
 
     #[test]
     fn topic_labels_filter_shown_topics_and_minimum_scores_with_evidence() {

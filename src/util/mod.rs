@@ -8,8 +8,17 @@ use std::time::Duration;
 
 /// SHA-256 of `bytes`, as lowercase hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
+    sha256_hex_of(&[bytes])
+}
+
+/// SHA-256 of the concatenated `parts`, as lowercase hex, without joining them in memory.
+pub fn sha256_hex_of(parts: &[&[u8]]) -> String {
     use sha2::{Digest, Sha256};
-    hex::encode(Sha256::digest(bytes))
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update(part);
+    }
+    hex::encode(hasher.finalize())
 }
 
 /// A folder under an XDG base directory: `$VAR/spyglass`, else `~/<fallback>/spyglass` (an

@@ -6,6 +6,7 @@ pub mod cpu;
 pub mod info;
 pub mod manifest;
 pub mod resolve;
+pub mod unigram;
 pub mod window;
 
 // The CPU kernels live in `cpu/`, one file per instruction-set family; these are the modules
@@ -17,7 +18,7 @@ use std::path::Path;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use serde::Serialize;
-use tokenizers::Tokenizer;
+use unigram::EncoderTokenizer;
 
 pub use bert::{Architecture, BertEncoder, Config};
 pub use cpu::{CpuEncoder, Precision, WeightStore};
@@ -128,7 +129,7 @@ enum Backend {
 /// Turns articles into encoder windows: the tokenizer plus prefix and window settings. Loads
 /// without the weights, so data tools can count tokens cheaply.
 pub struct ArticleTokenizer {
-    tokenizer: Tokenizer,
+    tokenizer: EncoderTokenizer,
     settings: EncoderSettings,
     window: WindowConfig,
     /// Prefix tokens (without special tokens) and the ids of the special tokens around inputs.
@@ -157,11 +158,12 @@ impl ArticleTokenizer {
         windows: WindowOverrides,
         max_input_tokens: usize,
     ) -> Result<Self, EncoderError> {
-        let mut tokenizer =
-            Tokenizer::from_file(&files.tokenizer).map_err(|e| EncoderError::Tokenizer {
+        let mut tokenizer = unigram::load_tokenizer(&files.tokenizer).map_err(|reason| {
+            EncoderError::Tokenizer {
                 path: files.tokenizer.display().to_string(),
-                reason: e.to_string(),
-            })?;
+                reason,
+            }
+        })?;
         // Windowing replaces the tokenizer's own truncation; padding is done per batch.
         tokenizer
             .with_truncation(None)
@@ -217,15 +219,18 @@ impl ArticleTokenizer {
     /// Tokenizes an article and cuts it into windows that each fit the encoder.
     pub fn tokenize(&self, doc: Document<'_>) -> Result<TokenizedArticle, EncoderError> {
         let title = doc.title.filter(|t| !t.trim().is_empty());
-        let joined;
-        let body: &str = match title {
-            Some(title) => {
-                joined = format!("{title}\n{}", doc.text);
-                &joined
-            }
-            None => doc.text,
-        };
         let text_offset = title.map_or(0, |t| t.len() + 1);
+        // The input is `title + "\n" + text`; `opening(len)` is its first `len` bytes, cut before
+        // whitespace, and whether that is all of it. Only that much is ever copied.
+        let opening = |len: usize| -> (std::borrow::Cow<'_, str>, bool) {
+            let cut = cut_before(doc.text, len.saturating_sub(text_offset));
+            let whole = cut == doc.text.len();
+            match title {
+                Some(title) => (format!("{title}\n{}", &doc.text[..cut]).into(), whole),
+                None => (doc.text[..cut].into(), whole),
+            }
+        };
+        let total_len = text_offset + doc.text.len();
         let reserved = self.prefix_ids.len() + 2;
         let budget = self.window.budget(reserved)?;
         // With a window limit only the kept windows' tokens matter: a long article is tokenized
@@ -234,16 +239,17 @@ impl ArticleTokenizer {
         let needed = (self.window.max_windows > 0)
             .then(|| budget + (self.window.max_windows - 1) * (budget - self.window.overlap) + 1);
         let mut slice_len = match needed {
-            Some(needed) => body.len().min((needed * 32).max(SLICE_MIN_BYTES)),
-            None => body.len(),
+            Some(needed) => total_len.min((needed * 32).max(SLICE_MIN_BYTES)),
+            None => total_len,
         };
         let content = loop {
-            let cut = cut_before(body, slice_len);
-            let content = self.content_tokens(&body[..cut])?;
+            let (body, whole) = opening(slice_len);
+            let content = self.content_tokens(&body)?;
+            drop(body);
             match needed {
                 // Tokens next to a cut may differ from the whole text's; a margin keeps them
                 // out of the windows.
-                Some(needed) if cut < body.len() => {
+                Some(needed) if !whole => {
                     if content.len() >= needed + SLICE_MARGIN_TOKENS {
                         let mut content = content;
                         content.truncate(needed);
@@ -709,7 +715,10 @@ fn describe_paths(paths: &[std::path::PathBuf]) -> String {
 }
 
 /// The prefix's token ids and the ids the tokenizer puts before and after an input.
-fn special_ids(tokenizer: &Tokenizer, prefix: &str) -> Result<(Vec<u32>, u32, u32), EncoderError> {
+fn special_ids(
+    tokenizer: &EncoderTokenizer,
+    prefix: &str,
+) -> Result<(Vec<u32>, u32, u32), EncoderError> {
     let with = tokenizer
         .encode("x", true)
         .map_err(|e| EncoderError::Tokenize(e.to_string()))?;
