@@ -15,5 +15,6 @@ pub mod eval;
 pub mod io;
 pub mod label;
 pub mod model;
+pub mod serve;
 pub mod triage;
 pub mod util;

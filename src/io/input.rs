@@ -513,7 +513,8 @@ fn parse_jsonl_record(bytes: &[u8], name: &str, line: usize) -> InputItem {
     validate(article).map_err(|e| fail(id, format!("line {line} of `{name}`: {e}")))
 }
 
-fn validate(article: Article) -> Result<Article, String> {
+/// Checks a record a reader produced: a non-empty id, and a text or a title to read.
+pub fn validate(article: Article) -> Result<Article, String> {
     if article.id.trim().is_empty() {
         return Err("`id` is empty; give every record a unique id".into());
     }

@@ -455,6 +455,7 @@ pub fn run_cycle(
                 model: None,
                 duplicate_of: None,
                 embedding: None,
+                excerpt: None,
             };
             if title.is_empty() && text.is_empty() {
                 summary.empty += 1;
@@ -855,6 +856,25 @@ fn item_record(
         model: Some(scorer.model_name().to_string()),
         duplicate_of,
         embedding: Some(s.embedding.embedding.clone()),
+        excerpt: Some(top_excerpt(s)),
+    }
+}
+
+/// The evidence excerpt of the story's most probable topic, else the article's opening.
+fn top_excerpt(s: &Scored) -> String {
+    let text = s.candidate.document().text;
+    let top = match s.prediction.evidence[s.top] {
+        Some((_, span)) => excerpt(text, span, EXCERPT_CHARS),
+        None => String::new(),
+    };
+    if top.is_empty() {
+        let whole = Span {
+            start: 0,
+            end: text.chars().count(),
+        };
+        excerpt(text, whole, EXCERPT_CHARS)
+    } else {
+        top
     }
 }
 
@@ -882,19 +902,7 @@ fn triage_record(
     );
     // Most probable topic first.
     topics.sort_by(|a: &String, b: &String| scores[b].total_cmp(&scores[a]));
-    let whole = Span {
-        start: 0,
-        end: text.chars().count(),
-    };
-    let top_excerpt = match s.prediction.evidence[s.top] {
-        Some((_, span)) => excerpt(text, span, EXCERPT_CHARS),
-        None => String::new(),
-    };
-    let top_excerpt = if top_excerpt.is_empty() {
-        excerpt(text, whole, EXCERPT_CHARS)
-    } else {
-        top_excerpt
-    };
+    let top_excerpt = top_excerpt(s);
     let mut lang = crate::model::lang::detect(&format!("{}\n{}", c.title, c.text));
     if lang == "und" {
         if let Some(hint) = &c.lang_hint {

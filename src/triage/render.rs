@@ -102,7 +102,7 @@ pub fn markdown(header: &DigestHeader, records: &[TriageRecord]) -> String {
 }
 
 /// Only http(s) links become links (a feed could carry `javascript:` links).
-fn is_http(link: &str) -> bool {
+pub(crate) fn is_http(link: &str) -> bool {
     let lower = link.to_ascii_lowercase();
     (lower.starts_with("http://") || lower.starts_with("https://"))
         && !link.contains(['<', '>', ' '])

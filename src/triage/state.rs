@@ -91,6 +91,28 @@ pub struct ItemRecord {
     pub model: Option<String>,
     pub duplicate_of: Option<DuplicateOf>,
     pub embedding: Option<Vec<f32>>,
+    /// The evidence excerpt of the item's most probable topic (scored items only).
+    pub excerpt: Option<String>,
+}
+
+/// A reported story as the per-topic feeds show it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportedStory {
+    pub id: i64,
+    pub feed: String,
+    pub feed_title: Option<String>,
+    pub url: Option<String>,
+    pub title: String,
+    pub published: Option<String>,
+    pub first_seen: String,
+    pub score: Option<f32>,
+    pub topics: Vec<String>,
+    /// Calibrated scores as the JSON object the state stores.
+    pub scores: Option<String>,
+    pub excerpt: Option<String>,
+    pub model: Option<String>,
+    /// Links of the other items merged into this story (same link or near-duplicates).
+    pub other_sources: Vec<String>,
 }
 
 /// A feed's outcome to record.
@@ -186,6 +208,19 @@ impl State {
              PRAGMA user_version = 1;",
         )
         .map_err(err)?;
+        // Added after the first schema: the top topic's evidence excerpt, for the feeds `serve`
+        // publishes. Older states gain the column; older spyglass versions ignore it.
+        let has_excerpt: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM pragma_table_info('items') WHERE name = 'excerpt'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(err)?;
+        if has_excerpt == 0 {
+            conn.execute_batch("ALTER TABLE items ADD COLUMN excerpt TEXT")
+                .map_err(err)?;
+        }
         Ok(Self {
             conn,
             path: path.to_path_buf(),
@@ -289,6 +324,72 @@ impl State {
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
 
+    /// Reported stories, newest first (by publication, else first sighting), at most `limit`;
+    /// only those assigned `topic` when one is given.
+    pub fn reported_stories(
+        &self,
+        topic: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ReportedStory>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT i.id, i.feed, f.title, i.url, i.title, i.published, i.first_seen, i.score,
+                        i.topics, i.scores, i.excerpt, i.model
+                 FROM items i LEFT JOIN feeds f ON f.feed = i.feed
+                 WHERE i.status = 'reported'
+                   AND (?1 IS NULL OR (',' || i.topics || ',') LIKE ('%,' || ?1 || ',%'))
+                 ORDER BY COALESCE(i.published, i.first_seen) DESC, i.id DESC
+                 LIMIT ?2",
+            )
+            .map_err(|e| self.err(e))?;
+        let mut sources = self
+            .conn
+            .prepare(
+                "SELECT url FROM items WHERE duplicate_of = ?1 AND url IS NOT NULL ORDER BY id",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![topic, limit as i64], |r| {
+                Ok(ReportedStory {
+                    id: r.get(0)?,
+                    feed: r.get(1)?,
+                    feed_title: r.get(2)?,
+                    url: r.get(3)?,
+                    title: r.get(4)?,
+                    published: r.get(5)?,
+                    first_seen: r.get(6)?,
+                    score: r.get::<_, Option<f64>>(7)?.map(|s| s as f32),
+                    topics: r
+                        .get::<_, String>(8)?
+                        .split(',')
+                        .filter(|t| !t.is_empty())
+                        .map(str::to_string)
+                        .collect(),
+                    scores: r.get(9)?,
+                    excerpt: r.get(10)?,
+                    model: r.get(11)?,
+                    other_sources: Vec::new(),
+                })
+            })
+            .map_err(|e| self.err(e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.err(e))?;
+        let mut stories = rows;
+        for story in &mut stories {
+            story.other_sources = sources
+                .query_map(params![story.id], |r| r.get::<_, String>(0))
+                .map_err(|e| self.err(e))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| self.err(e))?;
+            story
+                .other_sources
+                .retain(|u| Some(u) != story.url.as_ref());
+            story.other_sources.dedup();
+        }
+        Ok(stories)
+    }
+
     /// Number of items stored.
     pub fn item_count(&self) -> Result<usize, StateError> {
         self.conn
@@ -345,8 +446,8 @@ impl State {
             }
             let mut insert_item = tx
                 .prepare(
-                    "INSERT INTO items (feed, guid, url, title, published, first_seen, status, score, topics, scores, model, duplicate_of, embedding)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                    "INSERT INTO items (feed, guid, url, title, published, first_seen, status, score, topics, scores, model, duplicate_of, embedding, excerpt)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
                 )
                 .map_err(err)?;
             let mut insert_key = tx
@@ -361,7 +462,7 @@ impl State {
             let mut rescored = tx
                 .prepare(
                     "UPDATE items SET status = ?2, score = ?3, topics = ?4, scores = ?5, model = ?6,
-                         duplicate_of = ?7, embedding = ?8, title = ?9
+                         duplicate_of = ?7, embedding = ?8, title = ?9, excerpt = ?10
                      WHERE id = ?1",
                 )
                 .map_err(err)?;
@@ -407,6 +508,7 @@ impl State {
                                 duplicate_of.filter(|d| *d != id),
                                 item.embedding.as_deref().map(to_blob),
                                 item.title,
+                                item.excerpt,
                             ])
                             .map_err(err)?;
                     }
@@ -431,6 +533,7 @@ impl State {
                         item.model,
                         duplicate_of,
                         item.embedding.as_deref().map(to_blob),
+                        item.excerpt,
                     ])
                     .map_err(err)?;
                 let id = tx.last_insert_rowid();
@@ -463,6 +566,7 @@ mod tests {
             model: None,
             duplicate_of: dup,
             embedding: Some(vec![0.6, 0.8]),
+            excerpt: None,
         }
     }
 

@@ -65,6 +65,8 @@ pub enum Command {
     /// Show this machine's CPU, its instruction-set level (and `SPYGLASS_CPU_ISA`), the kernels
     /// each precision runs, threads and CUDA.
     Info(InfoArgs),
+    /// Serve classification, embeddings, metrics and per-topic Atom feeds over HTTP.
+    Serve(ServeArgs),
 }
 
 #[derive(Debug, Args)]
@@ -436,6 +438,53 @@ pub struct EmbedArgs {
     pub no_window_embeddings: bool,
     #[command(flatten)]
     pub encoder: EncoderArgs,
+}
+
+fn parse_positive(text: &str) -> Result<usize, String> {
+    count_between(text, 1, usize::MAX >> 1)
+}
+
+fn parse_wait_ms(text: &str) -> Result<u64, String> {
+    count_between(text, 0, 10_000).map(|n| n as u64)
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on. Loopback by default; `0.0.0.0:8080` opens it to the network (set
+    /// `SPYGLASS_API_KEY` then).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub bind: std::net::SocketAddr,
+    /// Estimated tokens per encoder batch, gathered across concurrent requests.
+    #[arg(long, default_value_t = 8192, value_parser = parse_positive)]
+    pub max_batch_tokens: usize,
+    /// Milliseconds a request waits for others to join its batch, 0 to 10000.
+    #[arg(long, default_value_t = 5, value_parser = parse_wait_ms)]
+    pub max_wait_ms: u64,
+    /// Articles waiting for the encoder at most; past it requests get 503 with `Retry-After`.
+    #[arg(long, default_value_t = 1024, value_parser = parse_positive)]
+    pub max_queue: usize,
+    /// Largest request body, in bytes (413 past it).
+    #[arg(long, default_value_t = 8 << 20, value_parser = parse_positive)]
+    pub max_body_bytes: usize,
+    /// Most inputs in one request (413 past it).
+    #[arg(long, default_value_t = 256, value_parser = parse_positive)]
+    pub max_inputs: usize,
+    /// Longest input, title plus text, in characters (413 past it).
+    #[arg(long, default_value_t = 200_000, value_parser = parse_positive)]
+    pub max_input_chars: usize,
+    /// Triage state (SQLite, from `spyglass triage --state`) to publish as
+    /// `/feeds/<topic>.atom` and `/feeds/all.atom` [default: no feeds].
+    #[arg(long)]
+    pub triage_state: Option<PathBuf>,
+    /// Newest stories per feed.
+    #[arg(long, default_value_t = 100, value_parser = parse_positive)]
+    pub feed_entries: usize,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub encoder: EncoderArgs,
+    #[command(flatten)]
+    pub cache: CacheArgs,
 }
 
 /// `spyglass triage` flags (owned by the feed-triage module; see src/triage/).

@@ -41,7 +41,7 @@ fn main() -> ExitCode {
         // candle's CPU kernels size their thread pool from this variable on first use.
         std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
     }
-    if !matches!(cli.command, Command::Triage(_)) {
+    if !matches!(cli.command, Command::Triage(_) | Command::Serve(_)) {
         // Ctrl-C or SIGTERM: remove unfinished outputs' temporary files, then stop. (Triage
         // installs its own handler, which finishes the current step first.)
         let installed = ctrlc::set_handler(|| {
@@ -60,6 +60,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => commands::eval::run(args),
         Command::Triage(args) => commands::triage::run(args),
         Command::Info(args) => commands::info::run(args),
+        Command::Serve(args) => commands::serve::run(args),
     };
     match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,

@@ -6,6 +6,7 @@ pub mod eval;
 pub mod info;
 pub mod label;
 pub mod model;
+pub mod serve;
 pub mod train;
 pub mod triage;
 
