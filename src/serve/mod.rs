@@ -136,7 +136,8 @@ pub fn build(model: LoadedModel, settings: ServeSettings) -> Result<Server, Serv
         "model": model_name,
         "spyglass_version": env!("CARGO_PKG_VERSION"),
         "encoder": {
-            "id": files.id,
+            "id": crate::encoder::EncoderSettings::known_id(files).unwrap_or_else(|| files.id.clone()),
+            "source": files.id,
             "revision": files.revision,
             "weights_sha256": space.weights_sha256,
             "hidden_size": inner.hidden_size(),
@@ -163,7 +164,10 @@ pub fn build(model: LoadedModel, settings: ServeSettings) -> Result<Server, Serv
         },
         "feeds": settings.triage_state.is_some(),
     });
-    let encoder_id = files.id.clone();
+    // The model's Hub id where the files are a known model, so clients see which model it is
+    // rather than a local path.
+    let encoder_id =
+        crate::encoder::EncoderSettings::known_id(files).unwrap_or_else(|| files.id.clone());
     let hidden_size = inner.hidden_size();
     let max_article_tokens = window.max_tokens * window.max_windows.max(1);
     let metrics = Arc::new(Metrics::default());
@@ -518,7 +522,7 @@ fn article_input(index: usize, value: &Value) -> Result<Article, RecordError> {
 async fn classify(
     State(app): State<Arc<App>>,
     body: Result<Json<Value>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Vec<Box<serde_json::value::RawValue>>>, ApiError> {
     let Json(body) = body?;
     let map = object(body, &["inputs", "topics", "min_score", "evidence"])?;
     let inputs: Vec<Value> = match map.get("inputs") {
@@ -614,47 +618,64 @@ async fn classify(
         parsed
             .into_iter()
             .map(|item| {
-                let line = match item {
+                let text = match item {
                     Ok(article) => {
                         let embedding = embeddings.next().expect("one embedding per article");
-                        LabelLine::Labelled(label_record(
+                        let mut record = label_record(
                             &app2.classifier,
                             &app2.model_name,
                             &article,
                             &embedding,
                             &options,
-                        ))
+                        );
+                        if !evidence {
+                            record.evidence.clear();
+                        }
+                        // The record exactly as `spyglass label` writes it (field order, f32
+                        // digits), with the shown topics' thresholds added at the end.
+                        let mut text = serde_json::to_string(&LabelLine::Labelled(record))
+                            .expect("records serialise");
+                        if !evidence {
+                            // `,"` cannot occur inside a JSON string (quotes there are escaped).
+                            text = text.replacen(",\"evidence\":{}", "", 1);
+                        }
+                        let thresholds: std::collections::BTreeMap<&str, f32> = app2
+                            .classifier
+                            .topics
+                            .iter()
+                            .zip(&app2.thresholds)
+                            .zip(&options.shown)
+                            .filter(|(_, shown)| **shown)
+                            .map(|((t, th), _)| (t.as_str(), *th))
+                            .collect();
+                        text.pop(); // the closing brace
+                        text.push_str(",\"thresholds\":");
+                        text.push_str(
+                            &serde_json::to_string(&thresholds).expect("thresholds serialise"),
+                        );
+                        text.push('}');
+                        text
                     }
-                    Err(error) => LabelLine::Error(error),
+                    Err(error) => {
+                        // As `spyglass label`'s error lines, less the file line number.
+                        #[derive(serde::Serialize)]
+                        struct ErrorRow {
+                            #[serde(skip_serializing_if = "Option::is_none")]
+                            id: Option<String>,
+                            source: String,
+                            error: String,
+                        }
+                        serde_json::to_string(&ErrorRow {
+                            id: error.id,
+                            source: error.source,
+                            error: error.error,
+                        })
+                        .expect("errors serialise")
+                    }
                 };
-                // Through JSON text, so f32 scores read as `spyglass label` writes them (0.9751,
-                // not 0.9750999808311462).
-                let mut value: Value =
-                    serde_json::from_str(&serde_json::to_string(&line).expect("records serialise"))
-                        .expect("records parse");
-                if let Some(map) = value.as_object_mut() {
-                    if map.get("line") == Some(&Value::Null) {
-                        map.remove("line");
-                    }
-                }
-                if let LabelLine::Labelled(_) = line {
-                    let thresholds: Map<String, Value> = app2
-                        .classifier
-                        .topics
-                        .iter()
-                        .zip(&app2.thresholds)
-                        .zip(&options.shown)
-                        .filter(|(_, shown)| **shown)
-                        .map(|((t, th), _)| (t.clone(), f32_json(*th)))
-                        .collect();
-                    value["thresholds"] = Value::Object(thresholds);
-                    if !evidence {
-                        value.as_object_mut().expect("a record").remove("evidence");
-                    }
-                }
-                value
+                serde_json::value::RawValue::from_string(text).expect("serialised JSON is JSON")
             })
-            .collect::<Vec<Value>>()
+            .collect::<Vec<_>>()
     })
     .await
     .map_err(|e| {
@@ -664,7 +685,7 @@ async fn classify(
             format!("scoring failed: {e}"),
         )
     })?;
-    Ok(Json(Value::Array(results)))
+    Ok(Json(results))
 }
 
 /// An f32 as JSON with its shortest decimal form (as `spyglass label` writes it).
