@@ -291,6 +291,8 @@ fn every_error_has_its_status_and_a_json_body() {
             "3",
             "--max-input-chars",
             "100",
+            "--request-timeout-ms",
+            "1500",
         ],
         &[],
     );
@@ -425,6 +427,23 @@ fn every_error_has_its_status_and_a_json_body() {
         "not_found",
         "--triage-state",
     );
+    // A body that never finishes arriving is cut off at the time limit.
+    let slow = {
+        use std::io::{Read, Write};
+        let address = server.base.trim_start_matches("http://").to_string();
+        let mut stream = std::net::TcpStream::connect(address).unwrap();
+        stream
+            .write_all(b"POST /classify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"inputs\":")
+            .unwrap();
+        let mut reply = String::new();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let _ = stream.read_to_string(&mut reply);
+        reply
+    };
+    assert!(slow.starts_with("HTTP/1.1 503"), "{slow}");
+    assert!(slow.contains("`--request-timeout-ms`"), "{slow}");
     // After all that, the server still answers.
     assert_eq!(get(&server, "/health").status, 200);
 }

@@ -44,6 +44,9 @@ pub struct ServeSettings {
     pub triage_state: Option<PathBuf>,
     /// Entries per feed.
     pub feed_entries: usize,
+    /// Longest a request may take, from its first byte to its answer (a slow upload included);
+    /// past it the client gets 503 and its queued articles are dropped.
+    pub request_timeout: std::time::Duration,
 }
 
 /// The cached encoder as the batch worker's embedder.
@@ -209,6 +212,10 @@ fn router(app: Arc<App>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(app.clone(), authorize))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            time_limit,
+        ))
         .layer(axum::middleware::from_fn_with_state(app.clone(), measure))
         .layer(DefaultBodyLimit::max(app.settings.max_body_bytes))
         .with_state(app)
@@ -310,6 +317,24 @@ async fn measure(State(app): State<Arc<App>>, request: Request, next: Next) -> R
         started.elapsed().as_secs_f64(),
     );
     response
+}
+
+/// Bounds every request's time, so a client that sends its body slowly (or a request stuck behind
+/// a long queue) holds nothing past `--request-timeout-ms`.
+async fn time_limit(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
+    let limit = app.settings.request_timeout;
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            format!(
+                "the request took longer than {} ms (`--request-timeout-ms`); retry, or send fewer articles",
+                limit.as_millis()
+            ),
+        )
+        .into_response(),
+    }
 }
 
 /// The bearer token, when one is set, compared in constant time (over SHA-256 digests, so not

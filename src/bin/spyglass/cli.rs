@@ -479,6 +479,9 @@ pub struct ServeArgs {
     /// Newest stories per feed.
     #[arg(long, default_value_t = 100, value_parser = parse_positive)]
     pub feed_entries: usize,
+    /// Longest a request may take, upload included, in milliseconds (503 past it).
+    #[arg(long, default_value_t = 120_000, value_parser = parse_positive)]
+    pub request_timeout_ms: usize,
     #[command(flatten)]
     pub model: ModelArgs,
     #[command(flatten)]

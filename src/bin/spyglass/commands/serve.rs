@@ -30,6 +30,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<Outcome> {
             api_key: api_key.clone(),
             triage_state: args.triage_state.clone(),
             feed_entries: args.feed_entries,
+            request_timeout: Duration::from_millis(args.request_timeout_ms as u64),
         },
     )?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
