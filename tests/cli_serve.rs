@@ -655,4 +655,13 @@ fn triage_state_becomes_per_topic_atom_feeds() {
         "not_found",
         ".atom",
     );
+    // A state removed while serving is an error, never a new empty database.
+    std::fs::remove_file(&state).unwrap();
+    assert_error(
+        &get(&server, "/feeds/all.atom"),
+        500,
+        "triage_state",
+        "is gone",
+    );
+    assert!(!state.exists());
 }

@@ -870,6 +870,13 @@ async fn feed(State(app): State<Arc<App>>, Path(file): Path<String>) -> Result<R
     let limit = app.settings.feed_entries;
     let state_id = app.state_id.clone();
     let body = tokio::task::spawn_blocking(move || -> Result<String, String> {
+        // Never create the state: a file removed since start-up is an error, not a new database.
+        if !state_path.is_file() {
+            return Err(format!(
+                "`{}` is gone; restart `spyglass serve` with an existing `--triage-state`",
+                state_path.display()
+            ));
+        }
         let state = crate::triage::state::State::open(&state_path).map_err(|e| e.to_string())?;
         let stories = state
             .reported_stories((topic != "all").then_some(topic.as_str()), limit)
