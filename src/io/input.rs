@@ -206,6 +206,7 @@ impl JsonlStream {
 
 enum Inner {
     Jsonl(JsonlStream),
+    Parquet(Box<crate::io::parquet::ParquetArticles>),
     Folder {
         root: PathBuf,
         files: std::vec::IntoIter<PathBuf>,
@@ -260,6 +261,16 @@ impl ArticleReader {
                 max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
             });
         }
+        if crate::io::parquet::is_parquet(spec) {
+            let articles = crate::io::parquet::ParquetArticles::open(path)?;
+            return Ok(Self {
+                inner: Inner::Parquet(Box::new(articles)),
+                bytes_read: 0,
+                total_bytes: None,
+                skipped: Vec::new(),
+                max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+            });
+        }
         if matches!(
             path.extension().and_then(|e| e.to_str()),
             Some("txt") | Some("md")
@@ -303,6 +314,7 @@ impl ArticleReader {
     pub fn next_item(&mut self) -> Result<Option<InputItem>, InputError> {
         match &mut self.inner {
             Inner::Jsonl(stream) => stream.next_item(&mut self.bytes_read, self.max_record_bytes),
+            Inner::Parquet(articles) => articles.next_item(),
             Inner::Folder {
                 root,
                 files,

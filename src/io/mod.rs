@@ -5,4 +5,5 @@ pub mod cache;
 pub mod data;
 pub mod input;
 pub mod output;
+pub mod parquet;
 pub mod records;

@@ -6,7 +6,7 @@ use super::model::load_model;
 use super::Outcome;
 use crate::cli::LabelArgs;
 use crate::progress::Progress;
-use spyglass::io::output::Output;
+use spyglass::io::parquet::LabelSink;
 use spyglass::label::{label_stream, LabelEvent, LabelOptions};
 
 pub fn run(args: &LabelArgs) -> anyhow::Result<Outcome> {
@@ -20,7 +20,7 @@ pub fn run(args: &LabelArgs) -> anyhow::Result<Outcome> {
     let mut model = load_model(&args.model, &args.encoder, &args.cache)?;
     let shown = super::model::topic_filter(&model, &args.topics)?;
     let mut reader = args.input.open()?;
-    let mut output = Output::create(&args.output)?;
+    let mut output = LabelSink::create(&args.output, &model.classifier.topics)?;
     let progress = Progress::new(reader.total_bytes, "labelling");
     let options = LabelOptions {
         shown,
@@ -30,7 +30,7 @@ pub fn run(args: &LabelArgs) -> anyhow::Result<Outcome> {
         &mut model,
         &mut reader,
         &options,
-        &mut |line| output.write_json(line),
+        &mut |line| output.write(line),
         &mut |event| match event {
             LabelEvent::BadRecord(error) => {
                 eprintln!("warning: skipped {}: {}", error.source, error.error)
