@@ -228,7 +228,7 @@ fn an_encoder_that_misses_the_probes_is_refused_with_the_figure() {
 /// (`cargo test --test cli_encoder_copies -- --ignored --nocapture`): the evidence behind the
 /// tolerance in `src/model/probes.rs`.
 #[test]
-#[ignore]
+#[ignore = "a measuring tool, not a check: writes seven 470 MB encoder copies and prints figures"]
 fn measure_copies_against_the_probes() {
     let tmp = tempfile::tempdir().unwrap();
     for factor in [0.25f32, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0] {
@@ -254,7 +254,7 @@ fn measure_copies_against_the_probes() {
 /// `SPYGLASS_COPY_DIR=/tmp/copy SPYGLASS_COPY_FACTOR=1 cargo test --test cli_encoder_copies --
 /// --ignored write_a_copy`.
 #[test]
-#[ignore]
+#[ignore = "a tool for measuring by hand: writes one 470 MB copy where SPYGLASS_COPY_DIR says"]
 fn write_a_copy() {
     let dir = std::env::var("SPYGLASS_COPY_DIR").expect("SPYGLASS_COPY_DIR");
     let factor: f32 = std::env::var("SPYGLASS_COPY_FACTOR")
