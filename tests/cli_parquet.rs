@@ -12,8 +12,6 @@ use serde_json::Value;
 
 mod common;
 
-use common::{model_dir, spyglass};
-
 #[test]
 fn parquet_in_and_out_equal_jsonl() {
     let tmp = tempfile::tempdir().unwrap();
@@ -58,21 +56,7 @@ fn parquet_in_and_out_equal_jsonl() {
     writer.close().unwrap();
 
     let label = |input: &std::path::Path, output: &std::path::Path| {
-        let run = spyglass(&[
-            "label",
-            "--no-cache",
-            "--encoder",
-            model_dir(),
-            "--input",
-            input.to_str().unwrap(),
-            "--output",
-            output.to_str().unwrap(),
-        ]);
-        assert!(
-            run.status.success(),
-            "{}",
-            String::from_utf8_lossy(&run.stderr)
-        );
+        common::label_shipped(input, output.to_str().unwrap());
     };
     let expected_path = tmp.path().join("out.jsonl");
     label(&jsonl, &expected_path);

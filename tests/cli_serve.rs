@@ -173,20 +173,7 @@ fn every_endpoint_answers_and_classify_equals_label() {
             .collect::<String>(),
     )
     .unwrap();
-    let label = spyglass(&[
-        "label",
-        "--no-cache",
-        "--encoder",
-        model_dir(),
-        "--input",
-        input.to_str().unwrap(),
-    ]);
-    assert!(
-        label.status.success(),
-        "{}",
-        String::from_utf8_lossy(&label.stderr)
-    );
-    let expected = common::jsonl(&label.stdout);
+    let expected = common::jsonl(&common::label_shipped(&input, "-"));
 
     let server = Server::start(&[], &[]);
     let a = post(&server, "/classify", &json!({"inputs": sample}).to_string());

@@ -70,41 +70,28 @@ fn strings(column: &dyn Array, name: &str) -> Result<Vec<Option<String>>, String
     })
 }
 
+/// An integer column's values by their decimal text.
+fn decimals<T>(column: &dyn Array) -> Vec<Option<(String, bool)>>
+where
+    T: arrow_array::ArrowPrimitiveType,
+    T::Native: ToString,
+{
+    use arrow_array::cast::AsArray;
+    column
+        .as_primitive::<T>()
+        .iter()
+        .map(|v| v.map(|n| (n.to_string(), true)))
+        .collect()
+}
+
 /// Ids: strings as they are, integers by their decimal text (kept as JSON numbers on output).
 fn ids(column: &dyn Array) -> Result<Vec<Option<(String, bool)>>, String> {
-    use arrow_array::cast::AsArray;
     use arrow_array::types::{Int32Type, Int64Type, UInt32Type, UInt64Type};
-    let numbers =
-        |values: Vec<Option<String>>| values.into_iter().map(|v| v.map(|s| (s, true))).collect();
     Ok(match column.data_type() {
-        DataType::Int64 => numbers(
-            column
-                .as_primitive::<Int64Type>()
-                .iter()
-                .map(|v| v.map(|n| n.to_string()))
-                .collect(),
-        ),
-        DataType::Int32 => numbers(
-            column
-                .as_primitive::<Int32Type>()
-                .iter()
-                .map(|v| v.map(|n| n.to_string()))
-                .collect(),
-        ),
-        DataType::UInt64 => numbers(
-            column
-                .as_primitive::<UInt64Type>()
-                .iter()
-                .map(|v| v.map(|n| n.to_string()))
-                .collect(),
-        ),
-        DataType::UInt32 => numbers(
-            column
-                .as_primitive::<UInt32Type>()
-                .iter()
-                .map(|v| v.map(|n| n.to_string()))
-                .collect(),
-        ),
+        DataType::Int64 => decimals::<Int64Type>(column),
+        DataType::Int32 => decimals::<Int32Type>(column),
+        DataType::UInt64 => decimals::<UInt64Type>(column),
+        DataType::UInt32 => decimals::<UInt32Type>(column),
         _ => strings(column, "id")?
             .into_iter()
             .map(|v| v.map(|s| (s, false)))

@@ -63,6 +63,23 @@ pub fn label_with_toy(input: &std::path::Path, output: &std::path::Path, extra: 
     spyglass(&args.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
+/// `spyglass label --no-cache` with the shipped model and the test encoder, from `input` to
+/// `output` (`-` for stdout); asserts success and returns stdout.
+pub fn label_shipped(input: &std::path::Path, output: &str) -> Vec<u8> {
+    let run = spyglass(&[
+        "label",
+        "--no-cache",
+        "--encoder",
+        model_dir(),
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        output,
+    ]);
+    ok(&run);
+    run.stdout
+}
+
 /// Asserts the run succeeded and returns its stderr.
 pub fn ok(run: &Output) -> String {
     let stderr = String::from_utf8_lossy(&run.stderr).into_owned();
