@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use serde_json::Value;
 
 pub use crate::io::records::{Article, RecordError};
 
@@ -541,6 +542,75 @@ pub fn validate(article: Article) -> Result<Article, String> {
         ));
     }
     Ok(article)
+}
+
+/// Entry `index` of a list of articles as JSON values (the server's `inputs`, the Python
+/// binding's `records`): a string is an article's text (its id the index), an object has `text`
+/// and optional `id`, `title`, `lang`, `url`. A bad entry is its error row, named
+/// `list[index]`.
+pub fn article_from_value(list: &str, index: usize, value: &Value) -> Result<Article, RecordError> {
+    let fail = |id: Option<String>, error: String| RecordError {
+        id,
+        source: format!("{list}[{index}]"),
+        line: None,
+        error,
+    };
+    let (id, raw_id, fields) = match value {
+        Value::String(_) => {
+            let raw = serde_json::value::RawValue::from_string(index.to_string())
+                .expect("a number is JSON");
+            (index.to_string(), Some(raw), None)
+        }
+        Value::Object(map) => {
+            let (id, raw) = match map.get("id") {
+                None | Some(Value::Null) => (
+                    index.to_string(),
+                    Some(
+                        serde_json::value::RawValue::from_string(index.to_string())
+                            .expect("a number is JSON"),
+                    ),
+                ),
+                Some(Value::String(s)) => (s.clone(), None),
+                Some(other) => {
+                    let text = other.to_string();
+                    let raw = serde_json::value::RawValue::from_string(text.clone())
+                        .expect("serialised JSON is JSON");
+                    (text, Some(raw))
+                }
+            };
+            (id, raw, Some(map))
+        }
+        _ => {
+            return Err(fail(
+                None,
+                format!("`{list}[{index}]` must be a string or an object with `text`"),
+            ))
+        }
+    };
+    let string_field = |name: &str| -> Result<Option<String>, RecordError> {
+        match fields.and_then(|m| m.get(name)) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(fail(
+                Some(id.clone()),
+                format!("`{list}[{index}].{name}` must be a string"),
+            )),
+        }
+    };
+    let text = match value {
+        Value::String(text) => text.clone(),
+        _ => string_field("text")?.unwrap_or_default(),
+    };
+    let article = Article {
+        id: id.clone(),
+        text,
+        title: string_field("title")?,
+        lang: string_field("lang")?,
+        url: string_field("url")?,
+        extra: serde_json::Map::new(),
+        raw_id,
+    };
+    validate(article).map_err(|e| fail(Some(id), e))
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Articles in and records out: input readers, atomic outputs, hand-labelled data files and their
 //! checks, and the embedding cache.
 
+pub mod arrow;
 pub mod cache;
 pub mod data;
 pub mod input;

@@ -4,17 +4,15 @@
 
 use std::fs::File;
 use std::path::Path;
-use std::sync::Arc;
 
-use arrow_array::builder::{BooleanBuilder, Float32Builder, ListBuilder, StringBuilder};
-use arrow_array::{Array, ArrayRef, RecordBatch, StructArray};
-use arrow_schema::{DataType, Field, Fields, Schema};
+use arrow_schema::SchemaRef;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::ArrowWriter;
 
-use crate::io::input::{validate, InputError, InputItem};
+use crate::io::arrow;
+use crate::io::input::{InputError, InputItem};
 use crate::io::output::{Output, OutputError};
-use crate::io::records::{Article, LabelLine, RecordError};
+use crate::io::records::LabelLine;
 
 /// Rows read per batch: articles can be long, so batches stay small.
 const READ_BATCH_ROWS: usize = 256;
@@ -33,20 +31,9 @@ pub fn is_parquet(path: &str) -> bool {
 pub struct ParquetArticles {
     name: String,
     reader: ParquetRecordBatchReader,
-    batch: Option<Columns>,
-    row_in_batch: usize,
-    /// 1-based number of the next row in the file.
+    batch: std::vec::IntoIter<InputItem>,
+    /// 1-based number of the next batch's first row in the file.
     row: usize,
-}
-
-/// One batch's columns, as strings (ids of integer columns by their decimal text).
-struct Columns {
-    rows: usize,
-    id: Vec<Option<(String, bool)>>,
-    text: Vec<Option<String>>,
-    title: Vec<Option<String>>,
-    lang: Vec<Option<String>>,
-    url: Vec<Option<String>>,
 }
 
 fn bad_input(path: &Path, reason: String) -> InputError {
@@ -54,49 +41,6 @@ fn bad_input(path: &Path, reason: String) -> InputError {
         path: path.to_path_buf(),
         source: std::io::Error::new(std::io::ErrorKind::InvalidData, reason),
     }
-}
-
-/// A string column's values (Utf8, LargeUtf8 or Utf8View), or why it is not one.
-fn strings(column: &dyn Array, name: &str) -> Result<Vec<Option<String>>, String> {
-    use arrow_array::cast::AsArray;
-    let collect =
-        |it: &mut dyn Iterator<Item = Option<&str>>| it.map(|v| v.map(str::to_string)).collect();
-    Ok(match column.data_type() {
-        DataType::Utf8 => collect(&mut column.as_string::<i32>().iter()),
-        DataType::LargeUtf8 => collect(&mut column.as_string::<i64>().iter()),
-        DataType::Utf8View => collect(&mut column.as_string_view().iter()),
-        DataType::Null => vec![None; column.len()],
-        other => return Err(format!("column `{name}` is {other}, not a string column")),
-    })
-}
-
-/// An integer column's values by their decimal text.
-fn decimals<T>(column: &dyn Array) -> Vec<Option<(String, bool)>>
-where
-    T: arrow_array::ArrowPrimitiveType,
-    T::Native: ToString,
-{
-    use arrow_array::cast::AsArray;
-    column
-        .as_primitive::<T>()
-        .iter()
-        .map(|v| v.map(|n| (n.to_string(), true)))
-        .collect()
-}
-
-/// Ids: strings as they are, integers by their decimal text (kept as JSON numbers on output).
-fn ids(column: &dyn Array) -> Result<Vec<Option<(String, bool)>>, String> {
-    use arrow_array::types::{Int32Type, Int64Type, UInt32Type, UInt64Type};
-    Ok(match column.data_type() {
-        DataType::Int64 => decimals::<Int64Type>(column),
-        DataType::Int32 => decimals::<Int32Type>(column),
-        DataType::UInt64 => decimals::<UInt64Type>(column),
-        DataType::UInt32 => decimals::<UInt32Type>(column),
-        _ => strings(column, "id")?
-            .into_iter()
-            .map(|v| v.map(|s| (s, false)))
-            .collect(),
-    })
 }
 
 impl ParquetArticles {
@@ -107,17 +51,11 @@ impl ParquetArticles {
         })?;
         let builder = ParquetRecordBatchReaderBuilder::try_new(file)
             .map_err(|e| bad_input(path, format!("not a readable Parquet file ({e})")))?;
-        let schema = builder.schema().clone();
-        for required in ["id", "text"] {
-            if schema.field_with_name(required).is_err() {
-                return Err(bad_input(
-                    path,
-                    format!(
-                        "the Parquet file has no `{required}` column (it has {}); articles need `id` and `text`, and may have `title`, `lang`, `url`",
-                        schema.fields().iter().map(|f| format!("`{}`", f.name())).collect::<Vec<_>>().join(", ")
-                    ),
-                ));
-            }
+        if let Some(missing) = arrow::missing_article_column(builder.schema()) {
+            return Err(bad_input(
+                path,
+                format!("the Parquet file has no article columns: {missing}"),
+            ));
         }
         let reader = builder
             .with_batch_size(READ_BATCH_ROWS)
@@ -126,81 +64,28 @@ impl ParquetArticles {
         Ok(ParquetArticles {
             name: path.display().to_string(),
             reader,
-            batch: None,
-            row_in_batch: 0,
+            batch: Vec::new().into_iter(),
             row: 1,
-        })
-    }
-
-    fn load(&mut self, batch: RecordBatch) -> Result<Columns, String> {
-        let column = |name: &str| batch.column_by_name(name).cloned();
-        let optional = |name: &str| -> Result<Vec<Option<String>>, String> {
-            match column(name) {
-                Some(c) => strings(c.as_ref(), name),
-                None => Ok(vec![None; batch.num_rows()]),
-            }
-        };
-        Ok(Columns {
-            rows: batch.num_rows(),
-            id: ids(column("id").expect("checked at open").as_ref())?,
-            text: strings(column("text").expect("checked at open").as_ref(), "text")?,
-            title: optional("title")?,
-            lang: optional("lang")?,
-            url: optional("url")?,
         })
     }
 
     /// The next article or row error; `Err` when the file itself cannot be read on.
     pub fn next_item(&mut self) -> Result<Option<InputItem>, InputError> {
         loop {
-            if let Some(columns) = &mut self.batch {
-                if self.row_in_batch < columns.rows {
-                    let i = self.row_in_batch;
-                    self.row_in_batch += 1;
-                    let row = self.row;
-                    self.row += 1;
-                    let source = format!("{}:{row}", self.name);
-                    let fail = |id: Option<String>, error: String| RecordError {
-                        id,
-                        source: source.clone(),
-                        line: Some(row),
-                        error,
-                    };
-                    let Some((id, numeric)) = columns.id[i].take() else {
-                        return Ok(Some(Err(fail(None, format!("row {row} has no `id`")))));
-                    };
-                    let raw_id = numeric.then(|| {
-                        serde_json::value::RawValue::from_string(id.clone())
-                            .expect("an integer is JSON")
-                    });
-                    let article = Article {
-                        id: id.clone(),
-                        text: columns.text[i].take().unwrap_or_default(),
-                        title: columns.title[i].take(),
-                        lang: columns.lang[i].take(),
-                        url: columns.url[i].take(),
-                        extra: Default::default(),
-                        raw_id,
-                    };
-                    return Ok(Some(
-                        validate(article).map_err(|e| fail(Some(id), format!("row {row}: {e}"))),
-                    ));
-                }
-                self.batch = None;
+            if let Some(item) = self.batch.next() {
+                return Ok(Some(item));
             }
             let Some(batch) = self.reader.next() else {
                 return Ok(None);
             };
-            let batch = batch.map_err(|e| InputError::Read {
-                name: self.name.clone(),
-                source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
-            })?;
-            let columns = self.load(batch).map_err(|reason| InputError::Read {
+            let unreadable = |reason: String| InputError::Read {
                 name: self.name.clone(),
                 source: std::io::Error::new(std::io::ErrorKind::InvalidData, reason),
-            })?;
-            self.batch = Some(columns);
-            self.row_in_batch = 0;
+            };
+            let batch = batch.map_err(|e| unreadable(e.to_string()))?;
+            let items = arrow::batch_articles(&batch, &self.name, self.row).map_err(unreadable)?;
+            self.row += items.len();
+            self.batch = items.into_iter();
         }
     }
 }
@@ -223,7 +108,7 @@ impl std::io::Write for OutputBytes {
 /// (JSON text, as in the JSONL record), `lang`, `model`, `truncated`.
 pub struct LabelParquet {
     writer: ArrowWriter<OutputBytes>,
-    schema: Arc<Schema>,
+    schema: SchemaRef,
     topics: Vec<String>,
     rows: Vec<LabelLine>,
     name: String,
@@ -232,24 +117,7 @@ pub struct LabelParquet {
 impl LabelParquet {
     pub fn create(spec: &str, topics: &[String]) -> Result<Self, OutputError> {
         let output = Output::create(spec)?;
-        let score_fields: Fields = topics
-            .iter()
-            .map(|t| Field::new(t, DataType::Float32, true))
-            .collect();
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("id", DataType::Utf8, true),
-            Field::new("error", DataType::Utf8, true),
-            Field::new(
-                "labels",
-                DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
-                true,
-            ),
-            Field::new("scores", DataType::Struct(score_fields), true),
-            Field::new("evidence", DataType::Utf8, true),
-            Field::new("lang", DataType::Utf8, true),
-            Field::new("model", DataType::Utf8, true),
-            Field::new("truncated", DataType::Boolean, true),
-        ]));
+        let schema = arrow::label_schema(topics);
         let writer =
             ArrowWriter::try_new(OutputBytes(output), schema.clone(), None).map_err(|e| {
                 OutputError::Write {
@@ -285,83 +153,8 @@ impl LabelParquet {
         if self.rows.is_empty() {
             return Ok(());
         }
-        let mut id = StringBuilder::new();
-        let mut error = StringBuilder::new();
-        let mut labels = ListBuilder::new(StringBuilder::new());
-        let mut scores: Vec<Float32Builder> =
-            self.topics.iter().map(|_| Float32Builder::new()).collect();
-        let mut evidence = StringBuilder::new();
-        let mut lang = StringBuilder::new();
-        let mut model = StringBuilder::new();
-        let mut truncated = BooleanBuilder::new();
-        let mut score_valid = Vec::with_capacity(self.rows.len());
-        for line in &self.rows {
-            match line {
-                LabelLine::Labelled(r) => {
-                    id.append_value(
-                        serde_json::to_value(&r.id)
-                            .ok()
-                            .and_then(|v| v.as_str().map(str::to_string))
-                            .unwrap_or_else(|| serde_json::to_string(&r.id).unwrap_or_default()),
-                    );
-                    error.append_null();
-                    for l in &r.labels {
-                        labels.values().append_value(l);
-                    }
-                    labels.append(true);
-                    for (t, b) in self.topics.iter().zip(scores.iter_mut()) {
-                        b.append_option(r.scores.get(t).copied());
-                    }
-                    score_valid.push(true);
-                    evidence.append_value(
-                        serde_json::to_string(&r.evidence).map_err(|e| self.error(e))?,
-                    );
-                    lang.append_value(&r.lang);
-                    model.append_value(&r.model);
-                    truncated.append_value(r.truncated);
-                }
-                LabelLine::Error(e) => {
-                    id.append_option(e.id.as_deref());
-                    error.append_value(format!("{}: {}", e.source, e.error));
-                    labels.append_null();
-                    for b in scores.iter_mut() {
-                        b.append_null();
-                    }
-                    score_valid.push(false);
-                    evidence.append_null();
-                    lang.append_null();
-                    model.append_null();
-                    truncated.append_null();
-                }
-            }
-        }
-        let DataType::Struct(score_fields) = self
-            .schema
-            .field_with_name("scores")
-            .expect("schema")
-            .data_type()
-            .clone()
-        else {
-            unreachable!("scores is a struct");
-        };
-        let score_columns: Vec<ArrayRef> = scores
-            .iter_mut()
-            .map(|b| Arc::new(b.finish()) as ArrayRef)
-            .collect();
-        let scores = StructArray::try_new(score_fields, score_columns, Some(score_valid.into()))
+        let batch = arrow::label_batch(&self.schema, &self.topics, &self.rows)
             .map_err(|e| self.error(e))?;
-        let columns: Vec<ArrayRef> = vec![
-            Arc::new(id.finish()),
-            Arc::new(error.finish()),
-            Arc::new(labels.finish()),
-            Arc::new(scores),
-            Arc::new(evidence.finish()),
-            Arc::new(lang.finish()),
-            Arc::new(model.finish()),
-            Arc::new(truncated.finish()),
-        ];
-        let batch =
-            RecordBatch::try_new(self.schema.clone(), columns).map_err(|e| self.error(e))?;
         self.writer.write(&batch).map_err(|e| self.error(e))?;
         self.rows.clear();
         Ok(())
@@ -413,8 +206,10 @@ impl LabelSink {
 mod tests {
     use super::*;
     use crate::io::input::ArticleReader;
+    use crate::io::records::{Article, RecordError};
     use crate::io::records::{LabelRecord, RecordId};
-    use arrow_array::{Int64Array, StringArray};
+    use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray};
+    use std::sync::Arc;
 
     fn write_articles(path: &Path, columns: Vec<(&str, ArrayRef)>) {
         let batch = RecordBatch::try_from_iter(columns).unwrap();

@@ -478,72 +478,6 @@ impl App {
     }
 }
 
-/// One `inputs` entry of `/classify`: an article, or why it cannot be one (its error row).
-fn article_input(index: usize, value: &Value) -> Result<Article, RecordError> {
-    let fail = |id: Option<String>, error: String| RecordError {
-        id,
-        source: format!("inputs[{index}]"),
-        line: None,
-        error,
-    };
-    let (id, raw_id, fields) = match value {
-        Value::String(_) => {
-            let raw = serde_json::value::RawValue::from_string(index.to_string())
-                .expect("a number is JSON");
-            (index.to_string(), Some(raw), None)
-        }
-        Value::Object(map) => {
-            let (id, raw) = match map.get("id") {
-                None | Some(Value::Null) => (
-                    index.to_string(),
-                    Some(
-                        serde_json::value::RawValue::from_string(index.to_string())
-                            .expect("a number is JSON"),
-                    ),
-                ),
-                Some(Value::String(s)) => (s.clone(), None),
-                Some(other) => {
-                    let text = other.to_string();
-                    let raw = serde_json::value::RawValue::from_string(text.clone())
-                        .expect("serialised JSON is JSON");
-                    (text, Some(raw))
-                }
-            };
-            (id, raw, Some(map))
-        }
-        _ => {
-            return Err(fail(
-                None,
-                format!("`inputs[{index}]` must be a string or an object with `text`"),
-            ))
-        }
-    };
-    let string_field = |name: &str| -> Result<Option<String>, RecordError> {
-        match fields.and_then(|m| m.get(name)) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(_) => Err(fail(
-                Some(id.clone()),
-                format!("`inputs[{index}].{name}` must be a string"),
-            )),
-        }
-    };
-    let text = match value {
-        Value::String(text) => text.clone(),
-        _ => string_field("text")?.unwrap_or_default(),
-    };
-    let article = Article {
-        id: id.clone(),
-        text,
-        title: string_field("title")?,
-        lang: string_field("lang")?,
-        url: string_field("url")?,
-        extra: Map::new(),
-        raw_id,
-    };
-    crate::io::input::validate(article).map_err(|e| fail(Some(id), e))
-}
-
 async fn classify(
     State(app): State<Arc<App>>,
     body: Result<Json<Value>, JsonRejection>,
@@ -619,7 +553,7 @@ async fn classify(
     let parsed: Vec<Result<Article, RecordError>> = inputs
         .iter()
         .enumerate()
-        .map(|(i, v)| article_input(i, v))
+        .map(|(i, v)| crate::io::input::article_from_value("inputs", i, v))
         .collect();
     drop(inputs);
     let good: Vec<&Article> = parsed.iter().filter_map(|r| r.as_ref().ok()).collect();
