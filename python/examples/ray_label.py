@@ -73,7 +73,8 @@ def main(argv=None):
     if args.blocks:
         articles = articles.repartition(args.blocks)
     labelled = label_dataset(articles, args.model, args.encoder, args.actors, args.threads_per_actor)
-    labelled.write_parquet(args.labels)
+    # Replace what an earlier run left there (Ray appends by default, which would mix two runs).
+    labelled.write_parquet(args.labels, mode=ray.data.SaveMode.OVERWRITE)
     seconds = time.perf_counter() - started
     written = ray.data.read_parquet(args.labels)
     rows = written.count()
