@@ -151,8 +151,25 @@ fn record_value(index: usize, item: &Bound<'_, PyAny>) -> Result<Value, RecordEr
     Ok(Value::Object(fields))
 }
 
+/// Refuses one str or one dict where a collection of them belongs: iterating would label each
+/// character, or each key, as an article.
+fn refuse_single(value: &Bound<'_, PyAny>, name: &str, wanted: &str) -> PyResult<()> {
+    if value.is_instance_of::<PyString>() || value.is_instance_of::<PyDict>() {
+        let kind = if value.is_instance_of::<PyString>() {
+            "str"
+        } else {
+            "dict"
+        };
+        return Err(PyTypeError::new_err(format!(
+            "`{name}` is one {kind}; give {wanted} (wrap a single one in a list)"
+        )));
+    }
+    Ok(())
+}
+
 /// Python records (dicts or strs) as input items, a bad one's error in its place.
 fn dict_items(records: &Bound<'_, PyAny>) -> PyResult<Vec<InputItem>> {
+    refuse_single(records, "records", "a list of dicts or strs")?;
     let iter = records.try_iter().map_err(|_| {
         PyTypeError::new_err(format!(
             "`records` is {}; give a list of dicts (`id`, `text`, `title`, `lang`, `url`), a pyarrow Table or RecordBatch",
@@ -471,6 +488,7 @@ impl Model {
         py: Python<'py>,
         texts: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        refuse_single(texts, "texts", "a list of strs")?;
         let mut owned = Vec::new();
         for (index, text) in texts.try_iter()?.enumerate() {
             let text = text?;

@@ -167,6 +167,13 @@ def test_bad_calls_raise_clear_errors(model, tmp_path):
         model.label([{"id": "a", "text": "t"}], min_score=2.0)
     with pytest.raises(TypeError, match="`records` is int"):
         model.label(5)
+    # One record or one text where a list belongs would otherwise label each key or character.
+    with pytest.raises(TypeError, match="`records` is one dict; .*wrap a single one in a list"):
+        model.label({"id": "a", "text": "t"})
+    with pytest.raises(TypeError, match="`records` is one str"):
+        model.label("a text")
+    with pytest.raises(TypeError, match="`texts` is one str"):
+        model.embed("a text")
     with pytest.raises(ValueError, match="no `text` column.*`body`"):
         model.label(pa.table({"id": ["a"], "body": ["t"]}))
     assert "espionage" in repr(model) and model.precision == "f32"
