@@ -27,3 +27,13 @@ def test_ray_actor_pool_labels_equal_the_cli(tmp_path):
     got = pq.read_table(tmp_path / "ray-out").to_pylist()
     assert len(got) == len(articles)
     assert {r["id"]: r for r in got} == expected
+
+    # A second run into the same folder, with one actor, replaces the first run's files
+    # (Ray appends by default, which mixed two runs' rows).
+    ray_label.main([
+        str(tmp_path / "articles.parquet"), str(tmp_path / "ray-out"),
+        "--model", str(MODEL), "--encoder", str(ENCODER), "--actors", "1", "--threads-per-actor", "2",
+    ])
+    again = pq.read_table(tmp_path / "ray-out").to_pylist()
+    assert len(again) == len(articles)
+    assert {r["id"]: r for r in again} == expected
