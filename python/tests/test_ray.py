@@ -20,20 +20,16 @@ def test_ray_actor_pool_labels_equal_the_cli(tmp_path):
     cli_label(tmp_path / "articles.parquet", tmp_path / "cli.parquet")
     expected = {r["id"]: r for r in pq.read_table(tmp_path / "cli.parquet").to_pylist()}
 
-    ray_label.main([
-        str(tmp_path / "articles.parquet"), str(tmp_path / "ray-out"),
-        "--model", str(MODEL), "--encoder", str(ENCODER), "--actors", "2", "--blocks", "4",
-    ])
-    got = pq.read_table(tmp_path / "ray-out").to_pylist()
-    assert len(got) == len(articles)
-    assert {r["id"]: r for r in got} == expected
+    def run(*workers):
+        ray_label.main([
+            str(tmp_path / "articles.parquet"), str(tmp_path / "ray-out"),
+            "--model", str(MODEL), "--encoder", str(ENCODER), *workers,
+        ])
+        got = pq.read_table(tmp_path / "ray-out").to_pylist()
+        assert len(got) == len(articles)
+        assert {r["id"]: r for r in got} == expected
 
+    run("--actors", "2", "--blocks", "4")
     # A second run into the same folder, with one actor, replaces the first run's files
     # (Ray appends by default, which mixed two runs' rows).
-    ray_label.main([
-        str(tmp_path / "articles.parquet"), str(tmp_path / "ray-out"),
-        "--model", str(MODEL), "--encoder", str(ENCODER), "--actors", "1", "--threads-per-actor", "2",
-    ])
-    again = pq.read_table(tmp_path / "ray-out").to_pylist()
-    assert len(again) == len(articles)
-    assert {r["id"]: r for r in again} == expected
+    run("--actors", "1", "--threads-per-actor", "2")
