@@ -82,9 +82,10 @@ class Model:
     def label(self, records: Any, *, topics: Optional[Sequence[str]] = None, min_score: float = 0.0) -> Any:
         """Labels articles, in order, with the fields `spyglass label` writes.
 
-        `records`: dicts with `text` and optional `id`, `title`, `lang`, `url` (a plain str is
-        a text whose id is its index), or Arrow data with those columns (pyarrow Table or
-        RecordBatch, or anything with `__arrow_c_stream__`).
+        `records`: dicts with `text` and optional `id`, `title`, `lang`, `url` (without `id`,
+        and for a plain str, which is a text, the id is the record's index), or Arrow data with
+        those columns, `id` and `text` required (pyarrow Table or RecordBatch, or anything with
+        `__arrow_c_stream__`).
         Returns a list of dicts for a list, a pyarrow RecordBatch for a RecordBatch, and a
         pyarrow Table for other Arrow data, with columns `id`, `error`, `labels`, `scores`
         (struct of float32 per topic), `evidence` (JSON text), `lang`, `model`, `truncated`.

@@ -443,8 +443,9 @@ impl Model {
     /// Labels articles, in order, with the fields `spyglass label` writes.
     ///
     /// `records`: a list (or any iterable) of dicts with `text` and optional `id`, `title`,
-    /// `lang`, `url` (a plain str is a text whose id is its index); or Arrow data with those
-    /// columns: a pyarrow Table or RecordBatch, or anything with `__arrow_c_stream__`.
+    /// `lang`, `url` (without `id`, and for a plain str, which is a text, the id is the record's
+    /// index); or Arrow data with those columns (`id` and `text` required): a pyarrow Table or
+    /// RecordBatch, or anything with `__arrow_c_stream__`.
     /// Returns a list of dicts for a list, a pyarrow RecordBatch for a RecordBatch, and a
     /// pyarrow Table for other Arrow data (columns `id`, `error`, `labels`, `scores` (a struct
     /// of float32 per topic), `evidence` (JSON text), `lang`, `model`, `truncated`).
