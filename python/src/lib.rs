@@ -13,7 +13,7 @@ use numpy::{PyArray1, PyArrayMethods};
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyCapsule, PyDict, PyList, PyString};
+use pyo3::types::{PyCapsule, PyDict, PyString};
 use serde_json::Value;
 
 use spyglass::encoder::{Document, Precision, WindowOverrides};
@@ -461,7 +461,7 @@ impl Model {
         min_score: f32,
     ) -> PyResult<Bound<'py, PyAny>> {
         let options = self.options(topics, min_score)?;
-        if records.hasattr("__arrow_c_stream__")? && !records.is_instance_of::<PyList>() {
+        if records.hasattr("__arrow_c_stream__")? {
             let items = arrow_items(records)?;
             let lines = self.label_lines(py, items, options)?;
             let schema = label_schema(&self.topics);
